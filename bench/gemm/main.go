@@ -1,0 +1,140 @@
+//go:build openblas
+
+// Command gemm compares tensor.Sgemm with OpenBLAS cblas_sgemm on the GEMM
+// shapes wanda uses, timing both in the same run, interleaved.
+//
+//	go run -tags openblas ./bench/gemm [-threads 2] [-reps 5] [-big=true]
+//
+// It needs cgo and libopenblas (apt-get install libopenblas-dev); see run.sh.
+package main
+
+/*
+#cgo LDFLAGS: -lopenblas
+#include <cblas.h>
+void openblas_set_num_threads(int num_threads);
+*/
+import "C"
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"time"
+	"unsafe"
+
+	"github.com/wanda-go/wanda/tensor"
+)
+
+type shape struct {
+	name    string
+	tA, tB  bool
+	m, n, k int
+	big     bool
+}
+
+var shapes = []shape{
+	{"tiny gate/up  NT", false, true, 512, 1024, 384, false},
+	{"tiny down     NT", false, true, 512, 384, 1024, false},
+	{"tiny qkvo     NT", false, true, 512, 384, 384, false},
+	{"7B gate/up    NT", false, true, 2048, 11008, 4096, true},
+	{"tiny H(384)   TN", true, false, 384, 384, 512, false},
+	{"tiny H(1024)  TN", true, false, 1024, 1024, 512, false},
+	{"7B H(4096)    TN", true, false, 4096, 4096, 2048, true},
+	{"7B H(11008)   TN", true, false, 11008, 11008, 2048, true},
+}
+
+func main() {
+	threads := flag.Int("threads", 2, "threads for both libraries")
+	reps := flag.Int("reps", 5, "timed repetitions per library and shape (best is reported)")
+	big := flag.Bool("big", true, "include the LLaMA-7B shapes")
+	flag.Parse()
+
+	C.openblas_set_num_threads(C.int(*threads))
+	tensor.SetThreads(*threads)
+	fmt.Printf("threads=%d reps=%d kernel=%s\n", *threads, *reps, tensor.KernelName())
+	fmt.Printf("%-18s %6s %6s %6s %12s %12s %7s %10s\n", "shape", "m", "n", "k", "ours GF/s", "OpenBLAS", "ratio", "maxdiff")
+	r := rand.New(rand.NewPCG(1, 2))
+	worst := math.Inf(1)
+	for _, s := range shapes {
+		if s.big && !*big {
+			continue
+		}
+		ar, ac := s.m, s.k
+		if s.tA {
+			ar, ac = s.k, s.m
+		}
+		br, bc := s.k, s.n
+		if s.tB {
+			br, bc = s.n, s.k
+		}
+		a := randSlice(r, ar*ac)
+		b := randSlice(r, br*bc)
+		if s.tA && !s.tB && s.m == s.n {
+			b = a // Xᵀ·X, as for Hessians
+		}
+		c1 := make([]float32, s.m*s.n)
+		c2 := make([]float32, s.m*s.n)
+		ours := func() {
+			tensor.Sgemm(s.tA, s.tB, s.m, s.n, s.k, 1, a, ac, b, bc, 0, c1, s.n)
+		}
+		blas := func() {
+			ta, tb := uint32(C.CblasNoTrans), uint32(C.CblasNoTrans)
+			if s.tA {
+				ta = C.CblasTrans
+			}
+			if s.tB {
+				tb = C.CblasTrans
+			}
+			C.cblas_sgemm(C.CblasRowMajor, ta, tb, C.blasint(s.m), C.blasint(s.n), C.blasint(s.k), 1,
+				(*C.float)(unsafe.Pointer(&a[0])), C.blasint(ac),
+				(*C.float)(unsafe.Pointer(&b[0])), C.blasint(bc), 0,
+				(*C.float)(unsafe.Pointer(&c2[0])), C.blasint(s.n))
+		}
+		// Warm up both, then interleave timed runs.
+		ours()
+		blas()
+		inner := max(1, int(2e9/(2*float64(s.m)*float64(s.n)*float64(s.k)*50)))
+		var to, tb []float64
+		for i := 0; i < *reps; i++ {
+			to = append(to, timeIt(ours, inner))
+			tb = append(tb, timeIt(blas, inner))
+		}
+		flop := 2 * float64(s.m) * float64(s.n) * float64(s.k)
+		go_, gb := flop/best(to)/1e9, flop/best(tb)/1e9
+		var md float64
+		for i := range c1 {
+			md = math.Max(md, math.Abs(float64(c1[i])-float64(c2[i])))
+		}
+		fmt.Printf("%-18s %6d %6d %6d %12.1f %12.1f %7.2f %10.2g\n", s.name, s.m, s.n, s.k, go_, gb, go_/gb, md)
+		worst = math.Min(worst, go_/gb)
+	}
+	fmt.Printf("worst ratio %.2f\n", worst)
+	if worst < 0 {
+		os.Exit(1)
+	}
+}
+
+func timeIt(f func(), inner int) float64 {
+	t := time.Now()
+	for i := 0; i < inner; i++ {
+		f()
+	}
+	return time.Since(t).Seconds() / float64(inner)
+}
+
+func best(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[0]
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.Float64()*2 - 1)
+	}
+	return s
+}

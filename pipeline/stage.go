@@ -1,0 +1,208 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Matrix is a dense row-major float32 matrix. For a linear layer's weight it is [out, in]:
+// Rows = output features, Cols = input features, element (i, j) at Data[i*Cols+j].
+type Matrix struct {
+	Rows, Cols int
+	Data       []float32
+}
+
+// NewMatrix allocates a zeroed rows×cols matrix.
+func NewMatrix(rows, cols int) Matrix {
+	return Matrix{Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
+}
+
+// Row returns row i as a slice aliasing m.Data.
+func (m Matrix) Row(i int) []float32 { return m.Data[i*m.Cols : (i+1)*m.Cols] }
+
+// Stats are the calibration statistics of one linear layer's input, accumulated from the
+// dense forward pass of its decoder block.
+type Stats struct {
+	// SumSq[j] = (1/N) · Σ_samples Σ_tokens x_j², the reference's scaler_row (fp32): the divisor
+	// is the number of sequences N, not the number of tokens.
+	SumSq []float32
+	// N is the number of calibration sequences, Tokens the number of token rows seen.
+	N, Tokens int
+	// Hessian is (2/N) · Σ x xᵀ ([in, in], row-major), present only when a stage asked for it
+	// (SparseGPT). Float64 to keep the Cholesky stable.
+	Hessian []float64
+}
+
+// Group is the set of weights whose scores are compared against each other.
+type Group int
+
+const (
+	GroupRow    Group = iota // each output row separately (Wanda)
+	GroupMatrix              // the whole matrix (the reference's magnitude baseline)
+	GroupColumn              // each input column separately
+)
+
+func (g Group) String() string {
+	switch g {
+	case GroupRow:
+		return "row"
+	case GroupMatrix:
+		return "matrix"
+	case GroupColumn:
+		return "column"
+	}
+	return fmt.Sprintf("Group(%d)", int(g))
+}
+
+// ParseGroup parses "row", "matrix" or "column".
+func ParseGroup(s string) (Group, error) {
+	switch s {
+	case "row":
+		return GroupRow, nil
+	case "matrix", "layer":
+		return GroupMatrix, nil
+	case "column":
+		return GroupColumn, nil
+	}
+	return 0, fmt.Errorf("%w: group %q (want row, matrix or column)", ErrBadTarget, s)
+}
+
+// Target says how much to prune and in what pattern.
+type Target struct {
+	// Sparsity is the fraction pruned for unstructured patterns, in [0, 1).
+	Sparsity float64
+	// N:M, when M > 0: N of every M consecutive input columns of each row are pruned
+	// (the reference's prune_n:prune_m; "2:4" prunes 2 of every 4).
+	N, M int
+	// Group is the comparison group for unstructured patterns.
+	Group Group
+	// Variant selects Wanda's adaptive-alpha variant (unstructured only, REFERENCE-NOTES §1.7).
+	Variant bool
+}
+
+// Structured reports whether t is an N:M pattern.
+func (t Target) Structured() bool { return t.M > 0 }
+
+// String formats t as "unstructured 50%" or "2:4".
+func (t Target) String() string {
+	if t.Structured() {
+		return fmt.Sprintf("%d:%d", t.N, t.M)
+	}
+	return fmt.Sprintf("unstructured %g%%", t.Sparsity*100)
+}
+
+// Validate checks t against a matrix with cols input columns.
+func (t Target) Validate(cols int) error {
+	if t.Structured() {
+		if t.N <= 0 || t.N >= t.M {
+			return fmt.Errorf("%w: N:M = %d:%d needs 0 < N < M", ErrBadTarget, t.N, t.M)
+		}
+		if cols%t.M != 0 {
+			return fmt.Errorf("%w: input width %d is not divisible by M = %d", ErrBadTarget, cols, t.M)
+		}
+		return nil
+	}
+	if !(t.Sparsity >= 0 && t.Sparsity < 1) {
+		return fmt.Errorf("%w: sparsity %g out of range [0, 1)", ErrBadTarget, t.Sparsity)
+	}
+	return nil
+}
+
+// Mask is a bitset over a [Rows, Cols] matrix, row-major; a set bit means "pruned" (set to +0.0).
+type Mask struct {
+	Rows, Cols int
+	Bits       []uint64
+}
+
+// NewMask returns an all-kept mask.
+func NewMask(rows, cols int) *Mask {
+	return &Mask{Rows: rows, Cols: cols, Bits: make([]uint64, (rows*cols+63)/64)}
+}
+
+// Get reports whether (i, j) is pruned.
+func (m *Mask) Get(i, j int) bool {
+	k := i*m.Cols + j
+	return m.Bits[k>>6]&(1<<(uint(k)&63)) != 0
+}
+
+// Set marks (i, j) as pruned.
+func (m *Mask) Set(i, j int) {
+	k := i*m.Cols + j
+	m.Bits[k>>6] |= 1 << (uint(k) & 63)
+}
+
+// Count returns the number of pruned entries.
+func (m *Mask) Count() int {
+	n := 0
+	for _, w := range m.Bits {
+		n += popcount(w)
+	}
+	return n
+}
+
+func popcount(x uint64) int {
+	n := 0
+	for x != 0 {
+		x &= x - 1
+		n++
+	}
+	return n
+}
+
+// Apply zeroes the pruned entries of w with +0.0.
+func (m *Mask) Apply(w Matrix) {
+	if w.Rows != m.Rows || w.Cols != m.Cols {
+		panic(fmt.Sprintf("pipeline: mask %dx%d applied to matrix %dx%d", m.Rows, m.Cols, w.Rows, w.Cols))
+	}
+	for k := range w.Data {
+		if m.Bits[k>>6]&(1<<(uint(k)&63)) != 0 {
+			w.Data[k] = 0
+		}
+	}
+}
+
+// LayerInfo identifies the tensor a stage works on.
+type LayerInfo struct {
+	Layer  int    // decoder layer index
+	Tensor string // HF tensor name, e.g. "model.layers.3.self_attn.q_proj.weight"
+	Part   string // "q_proj", "k_proj", ..., "down_proj"
+	// ModelType, Hidden and Intermediate describe the model (for metrics that need them).
+	ModelType            string
+	Hidden, Intermediate int
+	NumLayers            int
+}
+
+func (li LayerInfo) String() string { return fmt.Sprintf("layer %d %s", li.Layer, li.Tensor) }
+
+// Metric scores every weight of one linear layer; a low score means "prune first".
+type Metric interface {
+	Name() string
+	// NeedsStats reports whether Score uses calibration statistics (false for magnitude).
+	NeedsStats() bool
+	// Score returns scores [out, in] for W [out, in]. It must not modify W.
+	Score(ctx context.Context, w Matrix, st *Stats, info LayerInfo) (Matrix, error)
+}
+
+// Pattern turns scores into a mask.
+type Pattern interface {
+	Name() string
+	Select(ctx context.Context, scores Matrix, t Target, info LayerInfo) (*Mask, error)
+}
+
+// Solver replaces metric + pattern + apply: it chooses the mask and updates the kept weights
+// in place (SparseGPT). W is modified; the returned mask's entries are zero in W afterwards.
+type Solver interface {
+	Name() string
+	// NeedsHessian reports whether Stats.Hessian must be accumulated.
+	NeedsHessian() bool
+	Solve(ctx context.Context, w Matrix, st *Stats, t Target, info LayerInfo) (*Mask, error)
+}
+
+// Sentinel errors.
+var (
+	ErrBadTarget   = errors.New("invalid pruning target")
+	ErrShape       = errors.New("shape mismatch")
+	ErrNonFinite   = errors.New("non-finite value")
+	ErrStageFailed = errors.New("stage failed")
+)

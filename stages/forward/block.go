@@ -1,0 +1,207 @@
+package forward
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/pipeline"
+)
+
+// Sentinel errors.
+var (
+	// ErrShape: a weight's shape differs from what the config implies.
+	ErrShape = errors.New("shape mismatch")
+	// ErrUnsupported: the model uses a feature this package does not implement.
+	ErrUnsupported = errors.New("unsupported model feature")
+	// ErrTokenRange: a token id outside [0, vocab_size).
+	ErrTokenRange = errors.New("token id out of range")
+)
+
+// dims are the sizes a block needs, taken from the config.
+type dims struct {
+	hidden, inter      int
+	heads, kvHeads, hd int
+	eps                float32
+	window             int // sliding-window span (0 = full causal attention)
+}
+
+func (d dims) qn() int   { return d.heads * d.hd }
+func (d dims) kvn() int  { return d.kvHeads * d.hd }
+func (d dims) qkvn() int { return d.qn() + 2*d.kvn() }
+
+func dimsOf(cfg *config.Config, layer int) dims {
+	d := dims{
+		hidden: cfg.HiddenSize, inter: cfg.IntermediateSize,
+		heads: cfg.NumHeads, kvHeads: cfg.NumKVHeads, hd: cfg.HeadDim,
+		eps: float32(cfg.RMSNormEps),
+	}
+	d.window = slidingWindow(cfg, layer)
+	return d
+}
+
+// slidingWindow is the attention span of layer as transformers applies it:
+// mistral uses sliding_window on every layer; qwen2 (when use_sliding_window)
+// only on layers at or above max_window_layers (default 28).
+func slidingWindow(cfg *config.Config, layer int) int {
+	if cfg.SlidingWindow <= 0 {
+		return 0
+	}
+	if cfg.ModelType == config.TypeQwen2 {
+		mw := 28
+		if v, ok := cfg.Raw["max_window_layers"].(json.Number); ok {
+			if n, err := v.Int64(); err == nil {
+				mw = int(n)
+			}
+		}
+		if layer < mw {
+			return 0
+		}
+	}
+	return cfg.SlidingWindow
+}
+
+// Block is one decoder layer's weights in float32. The q, k and v weights are
+// stored back to back in one [(q+2kv), hidden] matrix and gate and up in one
+// [2·intermediate, hidden] matrix, so that each pair of projections sharing an
+// input is a single GEMM; Linear returns views into them.
+type Block struct {
+	Layer int
+	d     dims
+
+	wqkv     []float32 // [qn+2kvn, hidden]: q rows, then k rows, then v rows
+	bqkv     []float32 // [qn+2kvn] or nil
+	wo       []float32 // [hidden, qn]
+	wgu      []float32 // [2·inter, hidden]: gate rows, then up rows
+	wd       []float32 // [hidden, inter]
+	inNorm   []float32 // [hidden]
+	postNorm []float32 // [hidden]
+}
+
+// Getter returns a tensor widened to float32 with its shape.
+type Getter func(name string) ([]float32, []int64, error)
+
+// LoadBlock loads layer's weights from set, widening them to float32, and
+// releases the tensors' mapped pages afterwards.
+func LoadBlock(set *safetensors.Set, cfg *config.Config, layer int) (*Block, error) {
+	var names []string
+	defer func() {
+		for _, n := range names {
+			set.Release(n)
+		}
+	}()
+	return NewBlock(cfg, layer, func(name string) ([]float32, []int64, error) {
+		t, err := set.Get(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		names = append(names, name)
+		v, err := t.Float32()
+		if err != nil {
+			return nil, nil, err
+		}
+		return v, t.Shape, nil
+	})
+}
+
+// NewBlock builds layer's block from tensors returned by get (called once per
+// tensor name of the layer). The returned slices are copied into the block.
+func NewBlock(cfg *config.Config, layer int, get Getter) (*Block, error) {
+	if cfg.MLPBias {
+		return nil, fmt.Errorf("layer %d: mlp_bias: %w", layer, ErrUnsupported)
+	}
+	if cfg.AttentionBias && cfg.ModelType == config.TypeLlama {
+		// transformers' llama then also gives o_proj a bias, which the name
+		// table (format/config) has no part for.
+		return nil, fmt.Errorf("layer %d: llama attention_bias (o_proj.bias): %w", layer, ErrUnsupported)
+	}
+	if cfg.HeadDim%2 != 0 {
+		return nil, fmt.Errorf("layer %d: head_dim %d is odd: %w", layer, cfg.HeadDim, ErrUnsupported)
+	}
+	d := dimsOf(cfg, layer)
+	b := &Block{Layer: layer, d: d}
+	H := d.hidden
+	b.wqkv = make([]float32, d.qkvn()*H)
+	b.wgu = make([]float32, 2*d.inter*H)
+	b.wo = make([]float32, H*d.qn())
+	b.wd = make([]float32, H*d.inter)
+	b.inNorm = make([]float32, H)
+	b.postNorm = make([]float32, H)
+	if cfg.AttentionBias {
+		b.bqkv = make([]float32, d.qkvn())
+	}
+	load := func(p config.Part, dst []float32) error {
+		name := config.LayerTensor(layer, p)
+		v, shape, err := get(name)
+		if err != nil {
+			return fmt.Errorf("layer %d %s: %w", layer, p, err)
+		}
+		want := cfg.PartShape(p)
+		if !slices.Equal(shape, want) {
+			return fmt.Errorf("layer %d: tensor %q: shape %v, config implies %v: %w", layer, name, shape, want, ErrShape)
+		}
+		if len(v) != len(dst) {
+			return fmt.Errorf("layer %d: tensor %q: %d values for shape %v: %w", layer, name, len(v), shape, ErrShape)
+		}
+		copy(dst, v)
+		return nil
+	}
+	for _, p := range cfg.LayerParts() {
+		var dst []float32
+		switch p {
+		case config.PartInputNorm:
+			dst = b.inNorm
+		case config.PartPostAttnNorm:
+			dst = b.postNorm
+		case config.PartQBias:
+			dst = b.bqkv[:d.qn()]
+		case config.PartKBias:
+			dst = b.bqkv[d.qn() : d.qn()+d.kvn()]
+		case config.PartVBias:
+			dst = b.bqkv[d.qn()+d.kvn():]
+		default:
+			dst = b.Linear(p).Data
+		}
+		if err := load(p, dst); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// Linear returns linear part p (PartQ..PartDown) as a mutable [out, in] view
+// aliasing the block's weights: writes change what Forward computes. It panics
+// for other parts.
+func (b *Block) Linear(p config.Part) pipeline.Matrix {
+	d := b.d
+	H := d.hidden
+	switch p {
+	case config.PartQ:
+		return pipeline.Matrix{Rows: d.qn(), Cols: H, Data: b.wqkv[: d.qn()*H : d.qn()*H]}
+	case config.PartK:
+		lo, hi := d.qn()*H, (d.qn()+d.kvn())*H
+		return pipeline.Matrix{Rows: d.kvn(), Cols: H, Data: b.wqkv[lo:hi:hi]}
+	case config.PartV:
+		lo, hi := (d.qn()+d.kvn())*H, d.qkvn()*H
+		return pipeline.Matrix{Rows: d.kvn(), Cols: H, Data: b.wqkv[lo:hi:hi]}
+	case config.PartO:
+		return pipeline.Matrix{Rows: H, Cols: d.qn(), Data: b.wo}
+	case config.PartGate:
+		n := d.inter * H
+		return pipeline.Matrix{Rows: d.inter, Cols: H, Data: b.wgu[:n:n]}
+	case config.PartUp:
+		n := d.inter * H
+		return pipeline.Matrix{Rows: d.inter, Cols: H, Data: b.wgu[n : 2*n : 2*n]}
+	case config.PartDown:
+		return pipeline.Matrix{Rows: H, Cols: d.inter, Data: b.wd}
+	}
+	panic(fmt.Sprintf("forward: Linear(%v): not a linear part", p))
+}
+
+// Params is the number of float32 values the block holds.
+func (b *Block) Params() int {
+	return len(b.wqkv) + len(b.bqkv) + len(b.wo) + len(b.wgu) + len(b.wd) + len(b.inNorm) + len(b.postNorm)
+}

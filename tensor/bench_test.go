@@ -1,0 +1,65 @@
+package tensor
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchShapes are the GEMM shapes that matter for pruning: tokens×in · (out×in)ᵀ
+// for the tiny test model and LLaMA-7B.
+var benchShapes = []struct{ m, n, k int }{
+	{512, 1024, 384},    // tiny: gate/up
+	{512, 384, 1024},    // tiny: down
+	{512, 384, 384},     // tiny: q/k/v/o
+	{2048, 11008, 4096}, // LLaMA-7B: gate/up
+}
+
+// benchTN are the Hessian shapes C[k×k] += Xᵀ·X with X [tokens×k]:
+// Sgemm(true, false, k, k, tokens, ...).
+var benchTN = []struct{ k, tokens int }{
+	{384, 512},
+	{1024, 512},
+	{4096, 2048},
+}
+
+func reportGflops(b *testing.B, m, n, k int) {
+	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkMatMulT(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, s := range benchShapes {
+		if testing.Short() && s.m*s.n*s.k > 1<<30 {
+			continue
+		}
+		b.Run(fmt.Sprintf("m=%d,n=%d,k=%d", s.m, s.n, s.k), func(b *testing.B) {
+			x := randSlice(r, s.m*s.k)
+			w := randSlice(r, s.n*s.k)
+			y := make([]float32, s.m*s.n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				MatMulT(y, x, w, s.m, s.n, s.k)
+			}
+			reportGflops(b, s.m, s.n, s.k)
+		})
+	}
+}
+
+func BenchmarkSgemmTN(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range benchTN {
+		if testing.Short() && s.k*s.k*s.tokens > 1<<30 {
+			continue
+		}
+		b.Run(fmt.Sprintf("k=%d,tokens=%d", s.k, s.tokens), func(b *testing.B) {
+			x := randSlice(r, s.tokens*s.k)
+			h := make([]float32, s.k*s.k)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				Sgemm(true, false, s.k, s.k, s.tokens, 1, x, s.k, x, s.k, 1, h, s.k)
+			}
+			reportGflops(b, s.k, s.k, s.tokens)
+		})
+	}
+}

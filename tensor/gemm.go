@@ -1,0 +1,131 @@
+package tensor
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+)
+
+// numThreads is the number of goroutines the GEMM driver may use.
+var numThreads atomic.Int64
+
+func init() { numThreads.Store(int64(runtime.GOMAXPROCS(0))) }
+
+// SetThreads sets the number of goroutines GEMM uses (default
+// runtime.GOMAXPROCS(0)) and returns the previous value. n < 1 is treated as 1.
+func SetThreads(n int) int {
+	if n < 1 {
+		n = 1
+	}
+	return int(numThreads.Swap(int64(n)))
+}
+
+// Threads reports the number of goroutines GEMM uses.
+func Threads() int { return int(numThreads.Load()) }
+
+// Sgemm computes C = alpha*op(A)*op(B) + beta*C on row-major matrices, with
+// the semantics of BLAS sgemm called with row-major storage (CblasRowMajor).
+//
+// op(A) is m×k: A is stored m×k (A[i*lda+p]) when tA is false and k×m
+// (A[p*lda+i]) when tA is true. op(B) is k×n: B is stored k×n (B[p*ldb+j])
+// when tB is false and n×k (B[j*ldb+p]) when tB is true. C is m×n with row
+// stride ldc. When beta is 0, C is overwritten without being read (NaNs in C
+// do not propagate), as in BLAS.
+//
+// Invalid dimensions, strides or too-short slices are programmer errors and
+// panic.
+func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkGemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// MatMulT computes y = x · wᵀ, where x is [m×k], w is [n×k] (the [out,in]
+// weight layout) and y is [m×n], all row-major and contiguous. y is
+// overwritten.
+func MatMulT(y, x, w []float32, m, n, k int) {
+	Sgemm(false, true, m, n, k, 1, x, max(k, 1), w, max(k, 1), 0, y, max(n, 1))
+}
+
+func checkGemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("tensor: Sgemm: negative dimension m=%d n=%d k=%d", m, n, k))
+	}
+	ar, ac := m, k
+	if tA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if tB {
+		br, bc = n, k
+	}
+	checkMat("A", a, ar, ac, lda)
+	checkMat("B", b, br, bc, ldb)
+	checkMat("C", c, m, n, ldc)
+}
+
+func checkMat(name string, s []float32, rows, cols, ld int) {
+	if ld < max(cols, 1) {
+		panic(fmt.Sprintf("tensor: Sgemm: ld%s=%d < max(1,%d)", name, ld, cols))
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if need := (rows-1)*ld + cols; len(s) < need {
+		panic(fmt.Sprintf("tensor: Sgemm: len(%s)=%d < %d for %d×%d with stride %d", name, len(s), need, rows, cols, ld))
+	}
+}
+
+// scaleC sets C = beta*C (C = 0 exactly when beta is 0).
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// sgemmRef is the plain triple-loop reference implementation, accumulating
+// each dot product in float32 in k order. It is kept for tests and as the
+// definition of the semantics.
+func sgemmRef(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float32
+			for p := 0; p < k; p++ {
+				var av, bv float32
+				if tA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if tB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += av * bv
+			}
+			if beta == 0 {
+				c[i*ldc+j] = alpha * s
+			} else {
+				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
+			}
+		}
+	}
+}
+

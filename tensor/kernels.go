@@ -1,0 +1,90 @@
+package tensor
+
+import "math"
+
+// Dot returns the float32 dot product of a and b (len(a) elements; b must be
+// at least as long). The sum is accumulated in float32.
+func Dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s float32
+	for i, v := range a {
+		s += v * b[i]
+	}
+	return s
+}
+
+// Axpy computes y += alpha*x over len(x) elements.
+func Axpy(alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += alpha * v
+	}
+}
+
+// RMSNorm normalises each of rows rows of x (row-major rows×dim) into dst as
+// Hugging Face LlamaRMSNorm does in fp32:
+//
+//	variance = mean(x²) ; dst = weight * (x * rsqrt(variance + eps))
+//
+// The sum of squares is accumulated in float64 and rounded to float32 once
+// (torch's fp32 reduction is pairwise, so this is at least as accurate);
+// rsqrt is computed in float64 and rounded to float32; the two products are
+// float32 multiplications in torch's order. dst may alias x.
+func RMSNorm(dst, x, weight []float32, rows, dim int, eps float32) {
+	if rows == 0 || dim == 0 {
+		return
+	}
+	_ = dst[rows*dim-1]
+	_ = x[rows*dim-1]
+	w := weight[:dim]
+	for r := 0; r < rows; r++ {
+		xr := x[r*dim : (r+1)*dim]
+		dr := dst[r*dim : (r+1)*dim]
+		var ss float64
+		for _, v := range xr {
+			ss += float64(v) * float64(v)
+		}
+		variance := float32(ss / float64(dim))
+		inv := float32(1 / math.Sqrt(float64(variance+eps)))
+		for i, v := range xr {
+			dr[i] = w[i] * (v * inv)
+		}
+	}
+}
+
+// SiLUMul computes gate[i] = silu(gate[i]) * up[i] with silu(g) = g/(1+exp(-g)),
+// evaluated in float64 per element and rounded to float32 before the product.
+func SiLUMul(gate, up []float32) {
+	up = up[:len(gate)]
+	for i, g := range gate {
+		s := float32(float64(g) / (1 + math.Exp(-float64(g))))
+		gate[i] = s * up[i]
+	}
+}
+
+// Softmax replaces x by softmax(x) in place. It subtracts the maximum before
+// exponentiating (numerically stable); exp is evaluated in float64 and
+// rounded to float32, and the sum is accumulated in float64, then each
+// element is divided by the float32-rounded sum. -Inf entries give 0; a row
+// that is all -Inf gives NaN, as torch does.
+func Softmax(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	mx := float32(math.Inf(-1))
+	for _, v := range x {
+		if v > mx {
+			mx = v
+		}
+	}
+	var sum float64
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - mx)))
+		x[i] = e
+		sum += float64(e)
+	}
+	s := float32(sum)
+	for i := range x {
+		x[i] /= s
+	}
+}
