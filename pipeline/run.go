@@ -86,6 +86,10 @@ type Options struct {
 	ScratchDir       string
 	// ChunkTokens bounds the rows a block processes at once (a multiple of seqlen is used).
 	ChunkTokens int
+	// WorkDir, when set, receives a checkpoint after every finished layer (see checkpoint.go);
+	// Resume continues from the checkpoint found there. The work directory is emptied on success.
+	WorkDir string
+	Resume  bool
 
 	Progress io.Writer // progress bar destination (drawn only on a terminal)
 	Logger   *slog.Logger
@@ -223,6 +227,32 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			return nil, fmt.Errorf("%s: %w: %s", opt.ModelDir, safetensors.ErrMissingTensor, name)
 		}
 	}
+	var st *checkpointState
+	fp := ""
+	if opt.WorkDir != "" {
+		if err := os.MkdirAll(opt.WorkDir, 0o755); err != nil {
+			return nil, fmt.Errorf("%w: create work directory: %v", ErrCheckpoint, err)
+		}
+		fp = fingerprint(&opt)
+		if st, err = readState(opt.WorkDir); err != nil {
+			return nil, err
+		}
+		switch {
+		case st != nil && !opt.Resume:
+			return nil, fmt.Errorf("%w: %s holds a checkpoint (next layer %d): pass --resume to continue it, or remove the directory",
+				ErrCheckpoint, opt.WorkDir, st.NextLayer)
+		case st != nil && st.Fingerprint != fp:
+			return nil, fmt.Errorf("%w: the checkpoint in %s belongs to a different run (model, method, pattern or calibration differ)",
+				ErrCheckpoint, opt.WorkDir)
+		case st == nil && opt.Resume:
+			log.Warn("no checkpoint to resume; starting from the first layer", "workdir", opt.WorkDir)
+		}
+	} else if opt.Resume {
+		return nil, fmt.Errorf("%w: --resume needs --workdir", ErrCheckpoint)
+	}
+	if err := checkDiskSpace(&opt, out, seqlen); err != nil {
+		return nil, err
+	}
 	meta := map[string]string{"format": "pt"}
 	w, err := safetensors.Create(tmp, specs, safetensors.WriterOptions{MaxShardBytes: opt.MaxShardBytes, Metadata: meta})
 	if err != nil {
@@ -283,9 +313,17 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		if in.OnDisk() {
 			rep.ActivationsOn = "scratch-file"
 		}
-		for i, ids := range opt.Calib {
-			if err := opt.Model.Embed(ids, in.Samples(i, i+1)); err != nil {
-				return nil, fmt.Errorf("embed calibration window %d: %w", i, err)
+		if st != nil && st.NextLayer > 0 {
+			if st.NextLayer < cfg.NumLayers {
+				if err := readActs(actsFile(opt.WorkDir, st.NextLayer), in.Samples(0, in.N)); err != nil {
+					return nil, err
+				}
+			}
+		} else {
+			for i, ids := range opt.Calib {
+				if err := opt.Model.Embed(ids, in.Samples(i, i+1)); err != nil {
+					return nil, fmt.Errorf("embed calibration window %d: %w", i, err)
+				}
 			}
 		}
 	}
@@ -301,7 +339,21 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 	bar := NewProgress(progressWriter(opt.Progress), "pruning", cfg.NumLayers)
 	defer bar.Finish()
 	var totalZeros, totalParams int
-	for l := 0; l < cfg.NumLayers; l++ {
+	first := 0
+	if st != nil {
+		// Layers finished before the interruption come from the checkpoint.
+		first = st.NextLayer
+		for l := 0; l < first; l++ {
+			if err := restoreLayer(opt.WorkDir, l, w); err != nil {
+				return nil, err
+			}
+			bar.Add(1)
+		}
+		rep.Layers, rep.Tensors = st.Layers, st.Tensors
+		totalZeros, totalParams = st.Zeros, st.Params
+		log.Info("resuming", "workdir", opt.WorkDir, "next_layer", first)
+	}
+	for l := first; l < cfg.NumLayers; l++ {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("interrupted before layer %d: %w", l, err)
 		}
@@ -326,11 +378,14 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 				copy(buf, in.Samples(i, j))
 				blk.Forward(buf, j-i, seqlen, acc.tap)
 				acc.n += j - i
+				crashPoint("forward", l)
 			}
 			lr.DenseSeconds = time.Since(t0).Seconds()
 		}
 		t1 := time.Now()
 		var layerZeros, layerParams int
+		var lspecs []safetensors.Spec
+		var ldata [][]byte
 		for _, p := range config.Linears {
 			name := config.LayerTensor(l, p)
 			srcT, _ := src.Tensor(name)
@@ -353,8 +408,17 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 					zeros++
 				}
 			}
-			if err := w.WriteFloat32(name, wm.Data); err != nil {
+			raw := make([]byte, len(wm.Data)*srcT.DType.Size())
+			if err := dtype.FromFloat32(raw, wm.Data, srcT.DType); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			if err := w.Write(name, raw); err != nil {
 				return nil, err
+			}
+			crashPoint("export", l)
+			if opt.WorkDir != "" {
+				lspecs = append(lspecs, safetensors.Spec{Name: name, DType: srcT.DType, Shape: srcT.Shape})
+				ldata = append(ldata, raw)
 			}
 			layerZeros += zeros
 			layerParams += len(wm.Data)
@@ -386,6 +450,12 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		rep.Layers = append(rep.Layers, lr)
 		totalZeros += layerZeros
 		totalParams += layerParams
+		if opt.WorkDir != "" {
+			if err := checkpoint(opt.WorkDir, l, cfg.NumLayers, fp, in, needFwd, lspecs, ldata, rep, totalZeros, totalParams); err != nil {
+				return nil, err
+			}
+			crashPoint("between", l)
+		}
 		log.Info("layer pruned", "layer", l, "sparsity", fmt.Sprintf("%.4f", lr.Sparsity), "seconds", fmt.Sprintf("%.2f", lr.Seconds))
 		bar.Add(1)
 	}
@@ -416,6 +486,9 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, fmt.Errorf("move finished output into place: %w", err)
+	}
+	if opt.WorkDir != "" {
+		clearWorkDir(opt.WorkDir, cfg.NumLayers)
 	}
 	return rep, nil
 }
@@ -617,4 +690,3 @@ func writeJSON(path string, v any) error {
 	}
 	return nil
 }
-

@@ -63,3 +63,26 @@ func BenchmarkSgemmTN(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCholeskyInverseUpper times SparseGPT's Hinv for the tiny model's
+// and LLaMA-7B's Hessian sizes (2n³/3 flops counted).
+func BenchmarkCholeskyInverseUpper(b *testing.B) {
+	for _, n := range []int{384, 1024, 4096} {
+		if testing.Short() && n > 1024 {
+			continue
+		}
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(3, uint64(n)))
+			h := randSPD(r, n, 64, 1) // cheap to build: rank 64 + I
+			a := make([]float64, n*n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				copy(a, h)
+				if err := CholeskyInverseUpper(a, n); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(2*float64(n)*float64(n)*float64(n)/3*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

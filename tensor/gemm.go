@@ -53,9 +53,24 @@ func MatMulT(y, x, w []float32, m, n, k int) {
 	Sgemm(false, true, m, n, k, 1, x, max(k, 1), w, max(k, 1), 0, y, max(n, 1))
 }
 
-func checkGemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+// Dgemm is Sgemm for float64 matrices (same semantics and layout). The
+// linear algebra of this package (Cholesky, CholeskyInverseUpper) is built
+// on it.
+func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	checkGemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	dgemmImpl.gemm(gemmProblem[float64]{tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc})
+}
+
+func checkGemm[T float](tA, tB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
 	if m < 0 || n < 0 || k < 0 {
-		panic(fmt.Sprintf("tensor: Sgemm: negative dimension m=%d n=%d k=%d", m, n, k))
+		panic(fmt.Sprintf("tensor: gemm: negative dimension m=%d n=%d k=%d", m, n, k))
 	}
 	ar, ac := m, k
 	if tA {
@@ -70,20 +85,20 @@ func checkGemm(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb 
 	checkMat("C", c, m, n, ldc)
 }
 
-func checkMat(name string, s []float32, rows, cols, ld int) {
+func checkMat[T float](name string, s []T, rows, cols, ld int) {
 	if ld < max(cols, 1) {
-		panic(fmt.Sprintf("tensor: Sgemm: ld%s=%d < max(1,%d)", name, ld, cols))
+		panic(fmt.Sprintf("tensor: gemm: ld%s=%d < max(1,%d)", name, ld, cols))
 	}
 	if rows == 0 || cols == 0 {
 		return
 	}
 	if need := (rows-1)*ld + cols; len(s) < need {
-		panic(fmt.Sprintf("tensor: Sgemm: len(%s)=%d < %d for %d×%d with stride %d", name, len(s), need, rows, cols, ld))
+		panic(fmt.Sprintf("tensor: gemm: len(%s)=%d < %d for %d×%d with stride %d", name, len(s), need, rows, cols, ld))
 	}
 }
 
 // scaleC sets C = beta*C (C = 0 exactly when beta is 0).
-func scaleC(m, n int, beta float32, c []float32, ldc int) {
+func scaleC[T float](m, n int, beta T, c []T, ldc int) {
 	if beta == 1 {
 		return
 	}
@@ -99,15 +114,15 @@ func scaleC(m, n int, beta float32, c []float32, ldc int) {
 	}
 }
 
-// sgemmRef is the plain triple-loop reference implementation, accumulating
-// each dot product in float32 in k order. It is kept for tests and as the
+// sgemmRef is the plain triple-loop reference implementation (for float32
+// and float64), accumulating each dot product in k order. It is kept for tests and as the
 // definition of the semantics.
-func sgemmRef(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func sgemmRef[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	for i := 0; i < m; i++ {
 		for j := 0; j < n; j++ {
-			var s float32
+			var s T
 			for p := 0; p < k; p++ {
-				var av, bv float32
+				var av, bv T
 				if tA {
 					av = a[p*lda+i]
 				} else {
@@ -128,4 +143,3 @@ func sgemmRef(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b [
 		}
 	}
 }
-

@@ -145,3 +145,183 @@ store0:
 	STORE0(Y14, Y15)
 	VZEROUPPER
 	RET
+
+// func packBT16AVX2(dst, src *float32, ldb, kc8 int)
+//
+// Transposes 16 rows of B (row stride ldb elements) into a packed nr=16
+// micro-panel: dst[p*16+j] = src[j*ldb+p] for j < 16 and p < 8*kc8.
+// Each 8×8 block is transposed in registers (unpack, shuffle, 128-bit lane
+// permute).
+TEXT ·packBT16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ldb+16(FP), R8
+	MOVQ kc8+24(FP), CX
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9 // 3 rows
+	TESTQ CX, CX
+	JZ   done
+
+loop:
+	MOVQ SI, R10         // rows 0-3
+	LEAQ (SI)(R8*4), R11 // rows 4-7
+	MOVQ DI, DX
+	MOVQ $2, BX
+
+half:
+	VMOVUPS (R10), Y0
+	VMOVUPS (R10)(R8*1), Y1
+	VMOVUPS (R10)(R8*2), Y2
+	VMOVUPS (R10)(R9*1), Y3
+	VMOVUPS (R11), Y4
+	VMOVUPS (R11)(R8*1), Y5
+	VMOVUPS (R11)(R8*2), Y6
+	VMOVUPS (R11)(R9*1), Y7
+
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+	VMOVUPS Y8, (DX)
+	VMOVUPS Y9, 64(DX)
+	VMOVUPS Y10, 128(DX)
+	VMOVUPS Y11, 192(DX)
+	VMOVUPS Y12, 256(DX)
+	VMOVUPS Y13, 320(DX)
+	VMOVUPS Y14, 384(DX)
+	VMOVUPS Y15, 448(DX)
+
+	LEAQ (R11)(R8*4), R10 // rows 8-11
+	LEAQ (R10)(R8*4), R11 // rows 12-15
+	ADDQ $32, DX
+	DECQ BX
+	JNZ  half
+
+	ADDQ $32, SI
+	ADDQ $512, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func packAN6AVX2(dst, src *float32, lda, kc8 int)
+//
+// Interleaves 6 rows of A (row stride lda elements) into a packed mr=6
+// micro-panel: dst[p*6+r] = src[r*lda+p] for r < 6 and p < 8*kc8. Each 6×8
+// block goes through an 8×8 register transpose (rows 6 and 7 are don't-care
+// copies); column p is written with a 32-byte store whose last two floats
+// are overwritten by column p+1, so dst needs 2 floats of slack after
+// 48*kc8 floats.
+TEXT ·packAN6AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lda+16(FP), R8
+	MOVQ kc8+24(FP), CX
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9 // 3 rows
+	TESTQ CX, CX
+	JZ   done
+
+loop:
+	LEAQ (SI)(R8*4), R11 // rows 4-5
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R8*1), Y1
+	VMOVUPS (SI)(R8*2), Y2
+	VMOVUPS (SI)(R9*1), Y3
+	VMOVUPS (R11), Y4
+	VMOVUPS (R11)(R8*1), Y5
+
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y12, Y12, Y4
+	VSHUFPS $0xEE, Y12, Y12, Y5
+	VSHUFPS $0x44, Y13, Y13, Y6
+	VSHUFPS $0xEE, Y13, Y13, Y7
+
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+	VMOVUPS Y8, (DI)
+	VMOVUPS Y9, 24(DI)
+	VMOVUPS Y10, 48(DI)
+	VMOVUPS Y11, 72(DI)
+	VMOVUPS Y12, 96(DI)
+	VMOVUPS Y13, 120(DI)
+	VMOVUPS Y14, 144(DI)
+	VMOVUPS Y15, 168(DI)
+
+	ADDQ $32, SI
+	ADDQ $192, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func packBN16AVX2(dst, src *float32, ldb, kc int)
+//
+// Copies 16 contiguous values from each of kc rows of B (row stride ldb
+// elements) into a packed nr=16 micro-panel: dst[p*16+j] = src[p*ldb+j].
+TEXT ·packBN16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ldb+16(FP), R8
+	MOVQ kc+24(FP), CX
+	SHLQ $2, R8
+	TESTQ CX, CX
+	JZ   done
+
+loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ R8, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  loop
+
+done:
+	VZEROUPPER
+	RET

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -231,4 +232,46 @@ func FuzzSgemm(f *testing.F) {
 			t.Fatal(msg)
 		}
 	})
+}
+
+func TestDgemmRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	dims := []int{0, 1, 2, 5, 6, 7, 8, 9, 13, 31, 64, 100, 300}
+	for it := 0; it < 200; it++ {
+		tA, tB := r.IntN(2) == 1, r.IntN(2) == 1
+		m, n, k := dims[r.IntN(len(dims))], dims[r.IntN(len(dims))], dims[r.IntN(len(dims))]
+		if it%50 == 0 {
+			m, n, k = 150+r.IntN(100), 150+r.IntN(200), 250+r.IntN(300)
+		}
+		alpha := []float64{1, -1, 0.5, 0}[r.IntN(4)]
+		beta := []float64{0, 1, -0.5}[r.IntN(3)]
+		ar, ac := m, k
+		if tA {
+			ar, ac = k, m
+		}
+		br, bc := k, n
+		if tB {
+			br, bc = n, k
+		}
+		lda, ldb, ldc := max(ac, 1)+r.IntN(3), max(bc, 1)+r.IntN(3), max(n, 1)+r.IntN(3)
+		rnd := func(n int) []float64 {
+			s := make([]float64, max(n, 1))
+			for i := range s {
+				s[i] = r.Float64()*2 - 1
+			}
+			return s
+		}
+		a, b, c := rnd(ar*lda), rnd(br*ldb), rnd(m*ldc)
+		want := append([]float64(nil), c...)
+		sgemmRef(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, want, ldc)
+		got := append([]float64(nil), c...)
+		SetThreads(1 + it%2)
+		Dgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, got, ldc)
+		for i := range got {
+			if math.Abs(got[i]-want[i]) > 1e-13*float64(k+2) {
+				t.Fatalf("it %d tA=%v tB=%v m=%d n=%d k=%d: C[%d] = %g, want %g", it, tA, tB, m, n, k, i, got[i], want[i])
+			}
+		}
+	}
+	SetThreads(runtime.GOMAXPROCS(0))
 }

@@ -54,8 +54,10 @@ func ToFloat32(dst []float32, src []byte, d DType) error {
 			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
 		}
 	case BF16:
+		src = src[:2*len(dst)]
 		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(le.Uint16(src[2*i:])) << 16)
+			s := src[2*i : 2*i+2 : 2*i+2]
+			dst[i] = math.Float32frombits(uint32(s[0])<<16 | uint32(s[1])<<24)
 		}
 	case F16:
 		for i := range dst {
@@ -85,8 +87,11 @@ func FromFloat32(dst []byte, src []float32, d DType) error {
 			le.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
 	case BF16:
+		dst = dst[:2*len(src)]
 		for i, v := range src {
-			le.PutUint16(dst[2*i:], F32ToBF16(v))
+			h := F32ToBF16(v)
+			d := dst[2*i : 2*i+2 : 2*i+2]
+			d[0], d[1] = byte(h), byte(h>>8)
 		}
 	case F16:
 		for i, v := range src {

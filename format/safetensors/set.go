@@ -109,7 +109,7 @@ func parseIndex(idxPath string, b []byte) (map[string]string, error) {
 	return wm, nil
 }
 
-func openIndexed(dir, idxPath string, idx []byte) (s *Set, err error) {
+func openIndexed(dir, idxPath string, idx []byte) (_ *Set, err error) {
 	wm, err := parseIndex(idxPath, idx)
 	if err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func openIndexed(dir, idxPath string, idx []byte) (s *Set, err error) {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
 	}
-	s = &Set{Dir: dir, byName: make(map[string]*Tensor, len(wm))}
+	s := &Set{Dir: dir, byName: make(map[string]*Tensor, len(wm))}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -221,10 +221,17 @@ func (s *Set) Shards() []string {
 	return out
 }
 
-// Metadata returns the union of the shards' __metadata__ (the first shard wins
-// on conflicting keys); nil when no shard has any.
+// Metadata returns a copy of the union of the shards' __metadata__ (the first
+// shard wins on conflicting keys); nil when no shard has any.
 func (s *Set) Metadata() map[string]string {
-	return s.meta
+	if s.meta == nil {
+		return nil
+	}
+	m := make(map[string]string, len(s.meta))
+	for k, v := range s.meta {
+		m[k] = v
+	}
+	return m
 }
 
 // Close closes every shard.

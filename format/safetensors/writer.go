@@ -54,7 +54,8 @@ type wtensor struct {
 }
 
 type wshard struct {
-	path  string
+	path  string // final name
+	tmp   string // where it is written until Close renames it
 	f     *os.File
 	size  int64 // total file size
 	specs []*wtensor
@@ -66,6 +67,7 @@ type wshard struct {
 type Writer struct {
 	dir      string
 	idxPath  string // "" when unsharded
+	staleIdx string // index name to remove at Close when unsharded
 	mu       sync.Mutex
 	shards   []*wshard
 	byName   map[string]*wtensor
@@ -126,7 +128,7 @@ func Create(dir string, specs []Spec, opt WriterOptions) (*Writer, error) {
 	}
 	w.idxPath = filepath.Join(dir, base+".safetensors.index.json")
 	if len(groups) == 1 {
-		w.idxPath = ""
+		w.staleIdx, w.idxPath = w.idxPath, ""
 	}
 	return w, nil
 }
@@ -245,8 +247,8 @@ func encodeHeader(ts []*wtensor, meta map[string]string) ([]byte, error) {
 	return append(out, buf.Bytes()...), nil
 }
 
-func newWriter(dir string, paths []string, groups [][]*wtensor, meta map[string]string) (w *Writer, err error) {
-	w = &Writer{dir: dir, byName: map[string]*wtensor{}}
+func newWriter(dir string, paths []string, groups [][]*wtensor, meta map[string]string) (_ *Writer, err error) {
+	w := &Writer{dir: dir, byName: map[string]*wtensor{}}
 	defer func() {
 		if err != nil {
 			w.Abort()
@@ -278,11 +280,17 @@ func newWriter(dir string, paths []string, groups [][]*wtensor, meta map[string]
 		}
 		sh := &wshard{path: paths[i], specs: laid, size: int64(len(hdr)) + data}
 		w.shards = append(w.shards, sh)
-		f, err := os.OpenFile(sh.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		// Write under a temporary name: the final name may be a file that is
+		// memory-mapped right now (output directory == input directory), and
+		// truncating it would pull the pages from under its reader.
+		f, err := os.CreateTemp(filepath.Dir(sh.path), "."+filepath.Base(sh.path)+".tmp-*")
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sh.path, err)
 		}
-		sh.f = f
+		sh.f, sh.tmp = f, f.Name()
+		if err := f.Chmod(0o644); err != nil {
+			return nil, fmt.Errorf("%s: %w", sh.path, err)
+		}
 		if err := preallocate(f, sh.size); err != nil {
 			return nil, fmt.Errorf("%s: reserving %d bytes: %w", sh.path, sh.size, err)
 		}
@@ -394,19 +402,46 @@ func (w *Writer) Close() error {
 		}
 		sh.f = nil
 	}
+	idxTmp := ""
 	if len(errs) == 0 && w.idxPath != "" {
-		if err := w.writeIndex(); err != nil {
+		var err error
+		if idxTmp, err = w.writeIndex(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
-		w.removeFiles()
+		w.removeTemps(idxTmp)
 		return errors.Join(errs...)
 	}
+	// Publish: shards first, the index last.
+	for _, sh := range w.shards {
+		if err := os.Rename(sh.tmp, sh.path); err != nil {
+			w.removeTemps(idxTmp)
+			return fmt.Errorf("%s: %w", sh.path, err)
+		}
+		sh.tmp = ""
+	}
+	if idxTmp != "" {
+		if err := os.Rename(idxTmp, w.idxPath); err != nil {
+			os.Remove(idxTmp)
+			return fmt.Errorf("%s: %w", w.idxPath, err)
+		}
+	}
+	if w.staleIdx != "" {
+		// An index left by an earlier sharded write would shadow the new
+		// single file in OpenDir.
+		if err := os.Remove(w.staleIdx); err == nil {
+			slog.Info("safetensors: removed stale index", "file", w.staleIdx)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: removing stale index: %w", w.staleIdx, err)
+		}
+	}
+	syncDir(w.dir)
 	return nil
 }
 
-func (w *Writer) writeIndex() error {
+// writeIndex writes the index to a temporary file and returns its name.
+func (w *Writer) writeIndex() (string, error) {
 	wm := make(map[string]string, len(w.byName))
 	for n, t := range w.byName {
 		wm[n] = filepath.Base(w.shards[t.shard].path)
@@ -417,54 +452,63 @@ func (w *Writer) writeIndex() error {
 	}{map[string]int64{"total_size": w.total}, wm}
 	b, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
-		return fmt.Errorf("%s: %w", w.idxPath, err)
+		return "", fmt.Errorf("%s: %w", w.idxPath, err)
 	}
 	b = append(b, '\n')
-	f, err := os.OpenFile(w.idxPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.CreateTemp(w.dir, "."+filepath.Base(w.idxPath)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("%s: %w", w.idxPath, err)
+		return "", fmt.Errorf("%s: %w", w.idxPath, err)
+	}
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("%s: %w", w.idxPath, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
 	}
 	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", w.idxPath, err)
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: sync: %w", w.idxPath, err)
+		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: %w", w.idxPath, err)
+		os.Remove(f.Name())
+		return "", fmt.Errorf("%s: %w", w.idxPath, err)
 	}
-	return nil
+	return f.Name(), nil
 }
 
-// Abort closes and removes every file the writer created.
+// Abort closes and removes every file the writer created; files that existed
+// before Create are left untouched. After a successful Close it does nothing.
 func (w *Writer) Abort() error {
 	w.mu.Lock()
 	w.finished = true
 	w.mu.Unlock()
-	var errs []error
 	for _, sh := range w.shards {
 		if sh.f != nil {
 			sh.f.Close()
 			sh.f = nil
 		}
 	}
-	if err := w.removeFiles(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return w.removeTemps("")
 }
 
-func (w *Writer) removeFiles() error {
+// removeTemps removes the temporary files not yet renamed into place.
+func (w *Writer) removeTemps(idxTmp string) error {
 	var errs []error
 	for _, sh := range w.shards {
-		if err := os.Remove(sh.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if sh.tmp == "" {
+			continue
+		}
+		if err := os.Remove(sh.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
+		sh.tmp = ""
 	}
-	if w.idxPath != "" {
-		if err := os.Remove(w.idxPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if idxTmp != "" {
+		if err := os.Remove(idxTmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
@@ -472,4 +516,12 @@ func (w *Writer) removeFiles() error {
 		slog.Warn("safetensors: could not remove partial output", "dir", w.dir, "err", errors.Join(errs...))
 	}
 	return errors.Join(errs...)
+}
+
+// syncDir flushes directory entries after renames (best effort).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }

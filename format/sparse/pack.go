@@ -24,8 +24,12 @@ var (
 	ErrCorrupt = errors.New("sparse: corrupt packed tensor")
 )
 
-// maxElems bounds rows*cols so that every size computed here fits an int.
-const maxElems = math.MaxInt32 * 64
+// maxElems bounds rows*cols and maxDim each dimension, so that every size
+// computed here fits an int and loops over rows stay bounded.
+const (
+	maxElems = math.MaxInt32 * 64
+	maxDim   = math.MaxInt32
+)
 
 // checkDims validates the dtype and rows×cols and returns the element size and count.
 func checkDims(dt dtype.DType, rows, cols int) (size, n int, err error) {
@@ -35,10 +39,15 @@ func checkDims(dt dtype.DType, rows, cols int) (size, n int, err error) {
 	if rows < 0 || cols < 0 {
 		return 0, 0, fmt.Errorf("%w: negative dimension [%d, %d]", ErrShape, rows, cols)
 	}
-	if cols != 0 && rows > maxElems/cols {
+	if !dimsOK(int64(rows), int64(cols)) {
 		return 0, 0, fmt.Errorf("%w: [%d, %d] is too large", ErrShape, rows, cols)
 	}
 	return dt.Size(), rows * cols, nil
+}
+
+// dimsOK reports whether [rows, cols] is within the supported range.
+func dimsOK(rows, cols int64) bool {
+	return rows >= 0 && cols >= 0 && rows <= maxDim && cols <= maxDim && (cols == 0 || rows <= maxElems/cols)
 }
 
 // RowBytes is the number of bitmask bytes per row: ceil(cols/8).
@@ -60,6 +69,74 @@ func zeroKind(e []byte) int {
 		return 2
 	}
 	return 0
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// lanes4 classifies the 4 consecutive elements in g (at least 4*size bytes of
+// a float dtype of size 2, 4 or 8): bit q of nz is set when element q is
+// nonzero, bit q of neg when it is -0.0.
+func lanes4(g []byte, size int) (nz, neg uint8) {
+	le := binary.LittleEndian
+	switch size {
+	case 2:
+		x := le.Uint64(g)
+		for q := uint(0); q < 4; q++ {
+			l := uint16(x >> (16 * q))
+			nz |= b2u(l&0x7fff != 0) << q
+			neg |= b2u(l == 0x8000) << q
+		}
+	case 4:
+		for q := uint(0); q < 4; q++ {
+			l := le.Uint32(g[4*q:])
+			nz |= b2u(l&0x7fffffff != 0) << q
+			neg |= b2u(l == 0x80000000) << q
+		}
+	default:
+		for q := uint(0); q < 4; q++ {
+			l := le.Uint64(g[8*q:])
+			nz |= b2u(l&0x7fffffffffffffff != 0) << q
+			neg |= b2u(l == 0x8000000000000000) << q
+		}
+	}
+	return nz, neg
+}
+
+// keep24 maps the nonzero nibble of a group to the kept nibble: every
+// nonzero plus the lowest-indexed zeros up to 2 entries; 0 when the group has
+// more than 2 nonzeros.
+var keep24 [16]uint8
+
+func init() {
+	for nz := 0; nz < 16; nz++ {
+		if bits.OnesCount8(uint8(nz)) > 2 {
+			continue
+		}
+		k := uint8(nz)
+		for q := 0; q < 4 && bits.OnesCount8(k) < 2; q++ {
+			k |= 1 << q
+		}
+		keep24[nz] = k
+	}
+}
+
+// copyElem copies one element of size bytes.
+func copyElem(dst, src []byte, size int) {
+	switch size {
+	case 2:
+		_ = src[1]
+		_ = dst[1]
+		dst[0], dst[1] = src[0], src[1]
+	case 4:
+		binary.LittleEndian.PutUint32(dst, binary.LittleEndian.Uint32(src))
+	default:
+		binary.LittleEndian.PutUint64(dst, binary.LittleEndian.Uint64(src))
+	}
 }
 
 // Stat summarises the zeros of a dense tensor (see Scan).
@@ -87,26 +164,32 @@ func Scan(values []byte, dt dtype.DType, rows, cols int) (Stat, error) {
 		return st, fmt.Errorf("%w: %d bytes for %s[%d, %d], want %d", ErrShape, len(values), dt, rows, cols, n*size)
 	}
 	st.Is24 = cols%4 == 0
-	groupZeros := 0
-	for k := 0; k < n; k++ {
+	groups := n / 4
+	for g := 0; g < groups; g++ {
+		nz, neg := lanes4(values[4*g*size:], size)
+		z := 4 - bits.OnesCount8(nz)
+		st.Zeros += int64(z)
+		if neg != 0 {
+			st.NegZeros += int64(bits.OnesCount8(neg))
+			if st.FirstNegZero < 0 {
+				st.FirstNegZero = 4*g + bits.TrailingZeros8(neg)
+			}
+		}
+		if z < 2 && st.Is24 {
+			st.Is24 = false
+			st.First24Violation = 4 * g
+		}
+	}
+	for k := 4 * groups; k < n; k++ { // tail (only when n is not a multiple of 4)
 		switch zeroKind(values[k*size : (k+1)*size]) {
 		case 1:
 			st.Zeros++
-			groupZeros++
 		case 2:
 			st.Zeros++
-			groupZeros++
 			st.NegZeros++
 			if st.FirstNegZero < 0 {
 				st.FirstNegZero = k
 			}
-		}
-		if k%4 == 3 {
-			if groupZeros < 2 && st.Is24 {
-				st.Is24 = false
-				st.First24Violation = k - 3
-			}
-			groupZeros = 0
 		}
 	}
 	return st, nil
@@ -137,37 +220,26 @@ func Pack24(values []byte, dt dtype.DType, rows, cols int) (compressed, bitmask 
 	compressed = make([]byte, n/2*size)
 	bitmask = make([]byte, rows*rb)
 	out := 0
-	var kinds [4]int
 	for r := 0; r < rows; r++ {
 		row := values[r*cols*size : (r+1)*cols*size]
 		mrow := bitmask[r*rb : (r+1)*rb]
 		for j0 := 0; j0 < cols; j0 += 4 {
-			nonzero := 0
-			for q := 0; q < 4; q++ {
-				kinds[q] = zeroKind(row[(j0+q)*size : (j0+q+1)*size])
-				switch kinds[q] {
-				case 0:
-					nonzero++
-				case 2:
-					return nil, nil, negZeroErr(r*cols+j0+q, cols)
-				}
+			g := row[j0*size : (j0+4)*size]
+			nz, neg := lanes4(g, size)
+			if neg != 0 {
+				return nil, nil, negZeroErr(r*cols+j0+bits.TrailingZeros8(neg), cols)
 			}
-			if nonzero > 2 {
+			keep := keep24[nz]
+			if keep == 0 {
 				return nil, nil, fmt.Errorf("%w: row %d, columns %d..%d have %d nonzeros (at most 2 allowed)",
-					ErrNot24, r, j0, j0+3, nonzero)
+					ErrNot24, r, j0, j0+3, bits.OnesCount8(nz))
 			}
-			fill := 2 - nonzero // zeros to keep, lowest index first
+			mrow[j0>>3] |= keep << (j0 & 7)
 			for q := 0; q < 4; q++ {
-				if kinds[q] != 0 {
-					if fill == 0 {
-						continue
-					}
-					fill--
+				if keep&(1<<q) != 0 {
+					copyElem(compressed[out:out+size], g[q*size:], size)
+					out += size
 				}
-				j := j0 + q
-				copy(compressed[out:out+size], row[j*size:(j+1)*size])
-				out += size
-				mrow[j>>3] |= 1 << (j & 7)
 			}
 		}
 	}
@@ -213,6 +285,9 @@ func Unpack24(compressed, bitmask []byte, dt dtype.DType, rows, cols int) ([]byt
 		return nil, err
 	}
 	dense := make([]byte, n*size)
+	if n == 0 {
+		return dense, nil
+	}
 	in := 0
 	for r := 0; r < rows; r++ {
 		mrow := bitmask[r*rb : (r+1)*rb]
@@ -225,8 +300,7 @@ func Unpack24(compressed, bitmask []byte, dt dtype.DType, rows, cols int) ([]byt
 			}
 			for q := 0; q < 4; q++ {
 				if nib&(1<<q) != 0 {
-					j := j0 + q
-					copy(drow[j*size:(j+1)*size], compressed[in:in+size])
+					copyElem(drow[(j0+q)*size:], compressed[in:in+size], size)
 					in += size
 				}
 			}
@@ -248,15 +322,14 @@ func PackBitmask(values []byte, dt dtype.DType, rows, cols int) (compressed, bit
 	if len(values) != n*size {
 		return nil, nil, nil, fmt.Errorf("%w: %d bytes for %s[%d, %d], want %d", ErrShape, len(values), dt, rows, cols, n*size)
 	}
-	nnz := 0
-	for k := 0; k < n; k++ {
-		switch zeroKind(values[k*size : (k+1)*size]) {
-		case 0:
-			nnz++
-		case 2:
-			return nil, nil, nil, negZeroErr(k, cols)
-		}
+	st, err := Scan(values, dt, rows, cols)
+	if err != nil {
+		return nil, nil, nil, err
 	}
+	if st.NegZeros > 0 {
+		return nil, nil, nil, negZeroErr(st.FirstNegZero, cols)
+	}
+	nnz := n - int(st.Zeros)
 	rb := RowBytes(cols)
 	compressed = make([]byte, nnz*size)
 	bitmask = make([]byte, rows*rb)
@@ -266,10 +339,24 @@ func PackBitmask(values []byte, dt dtype.DType, rows, cols int) (compressed, bit
 		rowOffsets[r] = int64(out / size)
 		row := values[r*cols*size : (r+1)*cols*size]
 		mrow := bitmask[r*rb : (r+1)*rb]
-		for j := 0; j < cols; j++ {
+		j := 0
+		for ; j+4 <= cols; j += 4 {
+			nz, _ := lanes4(row[j*size:], size)
+			if nz == 0 {
+				continue
+			}
+			for q := 0; q < 4; q++ {
+				if nz&(1<<q) != 0 {
+					copyElem(compressed[out:out+size], row[(j+q)*size:], size)
+					out += size
+					mrow[(j+q)>>3] |= 1 << ((j + q) & 7)
+				}
+			}
+		}
+		for ; j < cols; j++ {
 			e := row[j*size : (j+1)*size]
 			if zeroKind(e) == 0 {
-				copy(compressed[out:out+size], e)
+				copyElem(compressed[out:out+size], e, size)
 				out += size
 				mrow[j>>3] |= 1 << (j & 7)
 			}
@@ -318,7 +405,7 @@ func UnpackBitmask(compressed, bitmask []byte, rowOffsets []int64, dt dtype.DTyp
 		drow := dense[r*cols*size : (r+1)*cols*size]
 		for j := 0; j < cols; j++ {
 			if mrow[j>>3]&(1<<(j&7)) != 0 {
-				copy(drow[j*size:(j+1)*size], compressed[in:in+size])
+				copyElem(drow[j*size:], compressed[in:in+size], size)
 				in += size
 			}
 		}
@@ -340,7 +427,7 @@ func ParseShape(v []int64) (rows, cols int, err error) {
 	if len(v) != 2 {
 		return 0, 0, fmt.Errorf("%w: shape tensor has %d values, want 2", ErrCorrupt, len(v))
 	}
-	if v[0] < 0 || v[1] < 0 || (v[1] != 0 && v[0] > maxElems/v[1]) {
+	if !dimsOK(v[0], v[1]) {
 		return 0, 0, fmt.Errorf("%w: shape [%d, %d] out of range", ErrCorrupt, v[0], v[1])
 	}
 	return int(v[0]), int(v[1]), nil

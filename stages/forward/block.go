@@ -44,10 +44,17 @@ func dimsOf(cfg *config.Config, layer int) dims {
 }
 
 // slidingWindow is the attention span of layer as transformers applies it:
-// mistral uses sliding_window on every layer; qwen2 (when use_sliding_window)
-// only on layers at or above max_window_layers (default 28).
+// an explicit "layer_types" list decides per layer ("sliding_attention");
+// otherwise mistral uses sliding_window on every layer and qwen2 (when
+// use_sliding_window) on the layers at or above max_window_layers (default 28).
 func slidingWindow(cfg *config.Config, layer int) int {
 	if cfg.SlidingWindow <= 0 {
+		return 0
+	}
+	if lt, ok := cfg.Raw["layer_types"].([]any); ok && len(lt) == cfg.NumLayers {
+		if lt[layer] == "sliding_attention" {
+			return cfg.SlidingWindow
+		}
 		return 0
 	}
 	if cfg.ModelType == config.TypeQwen2 {

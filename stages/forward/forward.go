@@ -109,7 +109,7 @@ func (b *Block) Forward(h []float32, nseq, seqlen int, rope *Rope, tap Tap, s *S
 	parallelFor(rows, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := gu[r*2*I : (r+1)*2*I]
-			siluMulRow(row[:I], row[:I], row[I:])
+			siluMul(row[:I], row[:I], row[I:])
 		}
 	})
 	// Compact the activations to [rows, I] in place: row r moves from
@@ -156,7 +156,7 @@ func (b *Block) attention(out, qkv []float32, nseq, T int, s *Scratch) {
 	for len(s.tiles) < nw {
 		s.tiles = append(s.tiles, nil)
 	}
-	tileLen := min(tq, T) * T
+	tileLen := min(tq, T)*T + tq // scores, then one 1/sum per row
 	var next atomic.Int64
 	work := func(buf []float32) {
 		for {
@@ -187,7 +187,7 @@ func (b *Block) attention(out, qkv []float32, nseq, T int, s *Scratch) {
 
 // attnTile computes the attention output of query rows [i0, i1) of sequence
 // seq for head hd: S = scale·Q Kᵀ over the keys the rows may see, a masked
-// row softmax, then O = P V.
+// row softmax (exponentials only), then O = P V scaled by 1/Σ per row.
 func (b *Block) attnTile(out, qkv []float32, seq, head, i0, i1, T int, buf []float32) {
 	d := b.d
 	qn, kvn, ld, hd := d.qn(), d.kvn(), d.qkvn(), d.hd
@@ -204,6 +204,7 @@ func (b *Block) attnTile(out, qkv []float32, seq, head, i0, i1, T int, buf []flo
 	k := qkv[(base+j0)*ld+qn+kvh*hd:]
 	v := qkv[(base+j0)*ld+qn+kvn+kvh*hd:]
 	tensor.Sgemm(false, true, m, nk, hd, scale, q, ld, k, ld, 0, S, nk)
+	inv := buf[m*nk : m*nk+m]
 	for r := range m {
 		i := i0 + r
 		row := S[r*nk : (r+1)*nk]
@@ -212,7 +213,14 @@ func (b *Block) attnTile(out, qkv []float32, seq, head, i0, i1, T int, buf []flo
 			lo = max(0, i-d.window+1) - j0
 		}
 		clear(row[:lo])
-		softmaxPrefix(row[lo:], i-j0+1-lo)
+		inv[r] = float32(1 / expRow(row[lo:], i-j0+1-lo))
 	}
-	tensor.Sgemm(false, false, m, hd, nk, 1, S, nk, v, ld, 0, out[(base+i0)*qn+head*hd:], qn)
+	o := out[(base+i0)*qn+head*hd:]
+	tensor.Sgemm(false, false, m, hd, nk, 1, S, nk, v, ld, 0, o, qn)
+	for r := range m {
+		orow := o[r*qn : r*qn+hd]
+		for e := range orow {
+			orow[e] *= inv[r]
+		}
+	}
 }

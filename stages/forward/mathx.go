@@ -42,51 +42,32 @@ func expf(x float32) float32 {
 	return p * math.Float32frombits(uint32(e+127)<<23)
 }
 
-// softmaxPrefix replaces x[:n] by softmax(x[:n]) (float64 sum) and zeroes x[n:].
-func softmaxPrefix(x []float32, n int) {
-	row := x[:n]
-	mx := float32(math.Inf(-1))
-	for _, v := range row {
-		if v > mx {
-			mx = v
-		}
+// maxGo returns the maximum of x (-Inf for an empty x).
+func maxGo(x []float32) float32 {
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		m = max(m, v)
 	}
-	var sum float64
-	for i, v := range row {
-		e := expf(v - mx)
-		row[i] = e
-		sum += float64(e)
-	}
-	inv := float32(1 / sum)
-	for i := range row {
-		row[i] *= inv
-	}
-	clear(x[n:])
+	return m
 }
 
-// logSumExp returns log Σ exp(x_i) in float64 (max-shifted; float64 sum).
-func logSumExp(x []float32) float64 {
-	mx := float32(math.Inf(-1))
-	for _, v := range x {
-		if v > mx {
-			mx = v
-		}
-	}
-	if math.IsInf(float64(mx), 0) {
+// expRow replaces x[:n] by exp(x[i] - max(x[:n])), zeroes x[n:] and returns
+// the float64 sum of the exponentials: an unnormalised softmax.
+func expRow(x []float32, n int) float64 {
+	row := x[:n]
+	s := expSubSum(row, maxf(row))
+	clear(x[n:])
+	return s
+}
+
+// logSumExpInPlace returns log Σ exp(x_i) in float64 (max-shifted, float64
+// sum), overwriting x with the shifted exponentials.
+func logSumExpInPlace(x []float32) float64 {
+	mx := maxf(x)
+	if math.IsInf(float64(mx), 0) || mx != mx {
 		return float64(mx)
 	}
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(expf(x[i] - mx))
-		s1 += float64(expf(x[i+1] - mx))
-		s2 += float64(expf(x[i+2] - mx))
-		s3 += float64(expf(x[i+3] - mx))
-	}
-	for ; i < len(x); i++ {
-		s0 += float64(expf(x[i] - mx))
-	}
-	return float64(mx) + math.Log((s0+s1)+(s2+s3))
+	return float64(mx) + math.Log(expSubSum(x, mx))
 }
 
 // siluMulRow computes dst[i] = silu(g[i]) * u[i], silu(g) = g / (1 + exp(-g))

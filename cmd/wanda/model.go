@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/stages/forward"
+)
+
+// openModel opens a Hugging Face model directory: config.json and the safetensors weights.
+func openModel(dir string) (*config.Config, *safetensors.Set, error) {
+	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, set, nil
+}
+
+// fwdModel adapts stages/forward to the pipeline's Model interface.
+type fwdModel struct {
+	set     *safetensors.Set
+	cfg     *config.Config
+	rope    *forward.Rope
+	scratch forward.Scratch
+}
+
+func newFwdModel(set *safetensors.Set, cfg *config.Config, seqlen int) *fwdModel {
+	return &fwdModel{set: set, cfg: cfg, rope: forward.NewRope(cfg, max(seqlen, 1))}
+}
+
+func (m *fwdModel) Config() *config.Config { return m.cfg }
+
+func (m *fwdModel) Embed(ids []int32, dst []float32) error {
+	return forward.Embed(m.set, m.cfg, ids, dst)
+}
+
+func (m *fwdModel) LoadBlock(layer int) (pipeline.Block, error) {
+	b, err := forward.LoadBlock(m.set, m.cfg, layer)
+	if err != nil {
+		return nil, fmt.Errorf("load block: %w", err)
+	}
+	return &fwdBlock{b: b, m: m}, nil
+}
+
+func (m *fwdModel) ReleaseBlock(layer int) {
+	for _, p := range config.Linears {
+		m.set.Release(config.LayerTensor(layer, p))
+	}
+}
+
+type fwdBlock struct {
+	b *forward.Block
+	m *fwdModel
+}
+
+func (b *fwdBlock) Forward(h []float32, nseq, seqlen int, tap pipeline.Tap) {
+	b.b.Forward(h, nseq, seqlen, b.m.rope, forward.Tap(tap), &b.m.scratch)
+}
+
+func (b *fwdBlock) Linear(p config.Part) pipeline.Matrix { return b.b.Linear(p) }

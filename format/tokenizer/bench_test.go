@@ -1,0 +1,103 @@
+package tokenizer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wanda-go/wanda/format/textdata"
+)
+
+// benchText returns English text: the WikiText-2 test split (rows joined as
+// the eval does) when ../shared is present, else generated text.
+func benchText(b *testing.B) string {
+	b.Helper()
+	if p, ok := sharedPath("data/wikitext-2/wiki.test.raw"); ok {
+		rows, err := textdata.ReadWikiTextRaw(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return strings.Join(rows, "\n\n")
+	}
+	return generatedEnglish(1 << 20)
+}
+
+// sharedPath is sharedFile without skipping.
+func sharedPath(rel string) (string, bool) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "..", "shared", rel)
+	_, err = os.Stat(p)
+	return p, err == nil
+}
+
+// benchTokenizers returns the Llama-style (SentencePiece BPE) and byte-level
+// tokenizers: from ../shared when present, else the synthetic fixtures.
+func benchTokenizers(b *testing.B) map[string]*Tokenizer {
+	b.Helper()
+	out := map[string]*Tokenizer{}
+	if p, ok := sharedPath("models/tiny-llama-a/tokenizer.json"); ok {
+		t, err := Load(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out["tiny-llama-a"] = t
+	} else {
+		out["synthetic-spm"] = mustParse(b, syntheticSPM())
+	}
+	if p, ok := sharedPath("reference/tokenizers/gpt2/tokenizer.json"); ok {
+		t, err := Load(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out["gpt2"] = t
+	} else {
+		out["synthetic-bytelevel"] = mustParse(b, syntheticByteLevel())
+	}
+	return out
+}
+
+// BenchmarkEncode measures steady-state encoding throughput (the word cache
+// warm after the first iteration) on English text, one goroutine.
+func BenchmarkEncode(b *testing.B) {
+	text := benchText(b)
+	for name, tok := range benchTokenizers(b) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			b.ReportAllocs()
+			for b.Loop() {
+				tok.Encode(text, true)
+			}
+		})
+	}
+}
+
+// BenchmarkEncodeCold is BenchmarkEncode with the word cache emptied before
+// every iteration (first-touch cost).
+func BenchmarkEncodeCold(b *testing.B) {
+	text := benchText(b)
+	for name, tok := range benchTokenizers(b) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				tok.model.mu.Lock()
+				clear(tok.model.cache)
+				tok.model.mu.Unlock()
+				tok.Encode(text, true)
+			}
+		})
+	}
+}

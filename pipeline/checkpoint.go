@@ -1,0 +1,233 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"unsafe"
+
+	"github.com/wanda-go/wanda/format/safetensors"
+)
+
+// A work directory (--workdir) lets an interrupted run continue where it stopped. After each
+// finished layer L it holds:
+//
+//	state.json                 what the run is (fingerprint) and the next layer to do
+//	layer-LLLLL.safetensors    layer L's pruned tensors, in the source dtype
+//	acts-LLLLL.f32             the activations entering layer L (raw little-endian float32 [N,T,H])
+//
+// Files are written under temporary names and renamed; state.json is replaced last, so a
+// crash at any point leaves a state that names files that exist and are complete.
+
+// ErrCheckpoint reports an unusable work directory.
+var ErrCheckpoint = errors.New("checkpoint")
+
+const stateFile = "state.json"
+
+type checkpointState struct {
+	Version     int            `json:"version"`
+	Fingerprint string         `json:"fingerprint"`
+	NextLayer   int            `json:"next_layer"`
+	Layers      []LayerReport  `json:"layers"`
+	Tensors     []TensorReport `json:"tensors"`
+	Zeros       int            `json:"zeros"`
+	Params      int            `json:"params"`
+}
+
+func layerFile(dir string, l int) string {
+	return filepath.Join(dir, fmt.Sprintf("layer-%05d.safetensors", l))
+}
+func actsFile(dir string, l int) string { return filepath.Join(dir, fmt.Sprintf("acts-%05d.f32", l)) }
+
+// fingerprint identifies a run: the source tensors, the method, the target and the
+// calibration windows. A work directory is only resumed by the same run.
+func fingerprint(opt *Options) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "method=%s target=%+v\n", opt.Method.Name, opt.Target)
+	for _, name := range opt.Source.Names() {
+		t, _ := opt.Source.Tensor(name)
+		fmt.Fprintf(h, "%s %s %v\n", name, t.DType, t.Shape)
+	}
+	var b [4]byte
+	for _, w := range opt.Calib {
+		for _, id := range w {
+			binary.LittleEndian.PutUint32(b[:], uint32(id))
+			h.Write(b[:])
+		}
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func readState(dir string) (*checkpointState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	var st checkpointState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, filepath.Join(dir, stateFile), err)
+	}
+	return &st, nil
+}
+
+func writeAtomic(path string, write func(w io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("%w: write %s: %v", ErrCheckpoint, tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("%w: sync %s: %v", ErrCheckpoint, tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%w: close %s: %v", ErrCheckpoint, tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	return nil
+}
+
+func writeState(dir string, st *checkpointState) error {
+	return writeAtomic(filepath.Join(dir, stateFile), func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	})
+}
+
+// float32Bytes views x as bytes (little-endian hosts only, which is all this package runs on).
+func float32Bytes(x []float32) []byte {
+	if len(x) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), len(x)*4)
+}
+
+func writeActs(path string, x []float32) error {
+	return writeAtomic(path, func(w io.Writer) error {
+		const step = 1 << 22
+		for i := 0; i < len(x); i += step {
+			if _, err := w.Write(float32Bytes(x[i:min(len(x), i+step)])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func readActs(path string, dst []float32) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	if st.Size() != int64(len(dst))*4 {
+		return fmt.Errorf("%w: %s has %d bytes, want %d", ErrCheckpoint, path, st.Size(), int64(len(dst))*4)
+	}
+	if _, err := io.ReadFull(f, float32Bytes(dst)); err != nil {
+		return fmt.Errorf("%w: read %s: %v", ErrCheckpoint, path, err)
+	}
+	for _, v := range dst[:min(len(dst), 1024)] {
+		if math.IsNaN(float64(v)) {
+			return fmt.Errorf("%w: %s holds NaN activations", ErrCheckpoint, path)
+		}
+	}
+	return nil
+}
+
+// saveLayer writes layer l's pruned tensors (name -> raw bytes in the source dtype).
+func saveLayer(dir string, l int, specs []safetensors.Spec, data [][]byte) error {
+	path := layerFile(dir, l)
+	tmp := path + ".tmp"
+	if err := safetensors.WriteFile(tmp, specs, data, map[string]string{"format": "pt"}); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	return nil
+}
+
+// checkpoint records that layer l is finished: its tensors, the activations entering l+1,
+// then the state (last, atomically).
+func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool, specs []safetensors.Spec, data [][]byte,
+	rep *Report, zeros, params int) error {
+	if err := saveLayer(dir, l, specs, data); err != nil {
+		return err
+	}
+	if needFwd && l+1 < layers {
+		if err := writeActs(actsFile(dir, l+1), next.Samples(0, next.N)); err != nil {
+			return err
+		}
+	}
+	st := &checkpointState{Version: 1, Fingerprint: fp, NextLayer: l + 1, Layers: rep.Layers, Tensors: rep.Tensors,
+		Zeros: zeros, Params: params}
+	if err := writeState(dir, st); err != nil {
+		return err
+	}
+	os.Remove(actsFile(dir, l))
+	return nil
+}
+
+// restoreLayer copies a finished layer's tensors from the work directory into the output.
+func restoreLayer(dir string, l int, w *safetensors.Writer) error {
+	f, err := safetensors.Open(layerFile(dir, l))
+	if err != nil {
+		return fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
+	}
+	defer f.Close()
+	for _, t := range f.Tensors() {
+		if err := w.Write(t.Name, t.Bytes()); err != nil {
+			return fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
+		}
+	}
+	return nil
+}
+
+// clearWorkDir removes the checkpoint files of a finished run, and the directory when empty.
+func clearWorkDir(dir string, layers int) {
+	for l := 0; l <= layers; l++ {
+		os.Remove(layerFile(dir, l))
+		os.Remove(actsFile(dir, l))
+	}
+	os.Remove(filepath.Join(dir, stateFile))
+	os.Remove(dir)
+}
+
+// crashPoint kills the process with SIGKILL when WANDA_CRASH_AT names this point
+// ("forward:L", "export:L" or "between:L"): a test hook for the resume tests, which must
+// see a real, unclean death at a known place.
+func crashPoint(point string, layer int) {
+	v := os.Getenv("WANDA_CRASH_AT")
+	if v == "" || v != fmt.Sprintf("%s:%d", point, layer) {
+		return
+	}
+	p, _ := os.FindProcess(os.Getpid())
+	p.Signal(os.Kill)
+	select {}
+}

@@ -1,0 +1,366 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/plugins/internal/shm"
+	"github.com/wanda-go/wanda/plugins/internal/wire"
+	pb "github.com/wanda-go/wanda/plugins/proto"
+)
+
+// ProtocolVersion is the plugin protocol version this host speaks.
+const ProtocolVersion = wire.ProtocolVersion
+
+// DefaultTimeout bounds a plugin's start and each of its calls when HostOptions.Timeout is 0.
+const DefaultTimeout = 5 * time.Minute
+
+// HostOptions configure a plugin connection.
+type HostOptions struct {
+	// Args are passed to every call (from --plugin-arg key=value). A plugin that declares its
+	// keys rejects any other when it is opened.
+	Args map[string]string
+	// Timeout bounds the start and each call (DefaultTimeout if 0). A call still running
+	// then fails with ErrTimeout and the plugin process is killed.
+	Timeout time.Duration
+	// Logger receives go-plugin's messages and the plugin's standard error (slog.Default()
+	// if nil).
+	Logger *slog.Logger
+	// ScratchDir holds the shared tensor files (os.TempDir() if empty). A tmpfs such as
+	// /dev/shm avoids disk writeback; it needs room for two copies of the largest matrix.
+	ScratchDir string
+	// Env is added to the plugin's environment (after the host's, so it wins).
+	Env []string
+}
+
+// Kind is a plugin's stage kind.
+type Kind string
+
+const (
+	KindMetric  Kind = "metric"
+	KindPattern Kind = "pattern"
+)
+
+func kindOf(k pb.Kind) Kind {
+	switch k {
+	case pb.Kind_KIND_METRIC:
+		return KindMetric
+	case pb.Kind_KIND_PATTERN:
+		return KindPattern
+	}
+	return Kind(fmt.Sprintf("unknown(%d)", int32(k)))
+}
+
+// ArgSpec documents one --plugin-arg key a plugin accepts.
+type ArgSpec struct {
+	Name string `json:"name"`
+	Help string `json:"help,omitempty"`
+}
+
+// Info is what a plugin reports about itself.
+type Info struct {
+	Name            string    `json:"name"`
+	Path            string    `json:"path"`
+	Kind            Kind      `json:"kind"`
+	ProtocolVersion int       `json:"protocol_version"`
+	Description     string    `json:"description"`
+	NeedsStats      bool      `json:"needs_stats,omitempty"`
+	Args            []ArgSpec `json:"args,omitempty"`
+}
+
+// conn is one running plugin process.
+type conn struct {
+	path    string
+	name    string // the plugin's reported name once known, else from the file name
+	timeout time.Duration
+	args    map[string]string
+	log     *slog.Logger
+
+	client *plugin.Client
+	cmd    *exec.Cmd
+	rpc    *wire.Clients
+	info   Info
+	pool   *shm.Pool
+
+	mu      sync.RWMutex // calls hold it shared; close holds it exclusively
+	deadMu  sync.Mutex
+	dead    error // why the process is gone; calls fail with it
+	killed  bool
+	closeMu sync.Once
+}
+
+func nameFromPath(path string) string {
+	return strings.TrimPrefix(strings.TrimSuffix(filepath.Base(path), ".exe"), Prefix)
+}
+
+func (c *conn) errf(op string, li *pipeline.LayerInfo, errs ...error) *Error {
+	return &Error{Plugin: c.name, Path: c.path, Op: op, Layer: li, Errs: errs}
+}
+
+// start launches the plugin at path, checks the handshake and its Info, and wants kind
+// (any kind if want is "").
+func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &Error{Plugin: nameFromPath(path), Path: path, Op: "start", Errs: []error{ErrNotFound, err}}
+	}
+	c := &conn{path: abs, name: nameFromPath(abs), timeout: opts.Timeout, args: opts.Args, log: opts.Logger}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if err := checkExecutable(abs); err != nil {
+		return nil, c.errf("start", nil, ErrNotFound, err)
+	}
+	scratch := opts.ScratchDir
+	if scratch == "" {
+		scratch = os.TempDir()
+	}
+	if scratch, err = filepath.Abs(scratch); err != nil {
+		return nil, c.errf("start", nil, err)
+	}
+
+	c.cmd = exec.Command(abs)
+	c.cmd.Env = append(os.Environ(), opts.Env...)
+	setProcessGroup(c.cmd)
+	c.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  wire.Handshake,
+		Plugins:          wire.PluginSet(&wire.Stage{}),
+		Cmd:              c.cmd,
+		SkipHostEnv:      true, // c.cmd.Env has it, before opts.Env
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           newHCLog(c.log, c.name),
+		GRPCDialOptions:  wire.DialOptions(),
+		StartTimeout:     c.timeout,
+		SyncStdout:       &lineLogger{l: c.log.With("plugin", c.name), stream: "stdout", def: slog.LevelInfo},
+		SyncStderr:       &lineLogger{l: c.log.With("plugin", c.name), stream: "stderr", def: slog.LevelInfo},
+	})
+	ok := false
+	defer func() {
+		if !ok {
+			c.kill(nil)
+		}
+	}()
+	proto, err := c.client.Client()
+	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "incompatible api version") {
+			return nil, c.errf("handshake", nil, ErrProtocol,
+				fmt.Errorf("host speaks protocol version %d: %v", wire.ProtocolVersion, oneLine(err)))
+		}
+		return nil, c.errf("start", nil, ErrStart, errors.New(oneLine(err)))
+	}
+	raw, err := proto.Dispense(wire.StageName)
+	if err != nil {
+		return nil, c.errf("start", nil, ErrStart, err)
+	}
+	c.rpc = raw.(*wire.Clients)
+
+	ictx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.rpc.Plugin.Info(ictx, &pb.InfoRequest{HostProtocolVersion: wire.ProtocolVersion, Args: opts.Args})
+	if err != nil {
+		if st, _ := status.FromError(err); st.Code() == codes.InvalidArgument {
+			return nil, c.errf("info", nil, ErrArgs, errors.New(st.Message()))
+		}
+		return nil, c.callError(ctx, ictx, "info", nil, err)
+	}
+	if resp.Name != "" {
+		c.name = resp.Name
+	}
+	c.info = Info{
+		Name: c.name, Path: abs, Kind: kindOf(resp.Kind), ProtocolVersion: int(resp.ProtocolVersion),
+		Description: resp.Description, NeedsStats: resp.NeedsStats,
+	}
+	for _, a := range resp.Args {
+		c.info.Args = append(c.info.Args, ArgSpec{Name: a.Name, Help: a.Help})
+	}
+	if resp.ProtocolVersion != wire.ProtocolVersion {
+		return nil, c.errf("info", nil, ErrProtocol, fmt.Errorf("plugin reports protocol version %d, host speaks %d",
+			resp.ProtocolVersion, wire.ProtocolVersion))
+	}
+	if resp.Kind != pb.Kind_KIND_METRIC && resp.Kind != pb.Kind_KIND_PATTERN {
+		return nil, c.errf("info", nil, ErrKind, fmt.Errorf("unknown kind %d", int32(resp.Kind)))
+	}
+	if want != "" && c.info.Kind != want {
+		return nil, c.errf("info", nil, ErrKind, fmt.Errorf("it is a %s plugin, not a %s plugin", c.info.Kind, want))
+	}
+	if err := checkArgs(opts.Args, c.info.Args); err != nil {
+		return nil, c.errf("info", nil, ErrArgs, err)
+	}
+	c.pool = shm.NewPool(scratch)
+	ok = true
+	return c, nil
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", path)
+	}
+	return nil
+}
+
+func checkArgs(args map[string]string, specs []ArgSpec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	var bad []string
+	for k := range args {
+		if !slices.Contains(names, k) {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return fmt.Errorf("unknown argument(s) %s (accepted: %s)", strings.Join(bad, ", "), strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// kill ends the process (its whole process group) and records why; safe to call repeatedly.
+func (c *conn) kill(reason error) {
+	c.deadMu.Lock()
+	if c.dead == nil && reason != nil {
+		c.dead = reason
+	}
+	if c.killed {
+		c.deadMu.Unlock()
+		return
+	}
+	c.killed = true
+	c.deadMu.Unlock()
+	if reason != nil {
+		// The plugin is hung or misbehaving: no graceful shutdown.
+		killGroup(c.cmd)
+	}
+	c.client.Kill()
+	killGroup(c.cmd) // anything the plugin started
+}
+
+func (c *conn) deadErr() error {
+	c.deadMu.Lock()
+	defer c.deadMu.Unlock()
+	return c.dead
+}
+
+// pid returns the plugin's process id (0 if it never started).
+func (c *conn) pid() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
+// Close ends the plugin process and removes the scratch files.
+func (c *conn) Close() error {
+	var err error
+	c.closeMu.Do(func() {
+		c.kill(nil)
+		c.mu.Lock() // wait for calls in flight (they fail fast now)
+		defer c.mu.Unlock()
+		c.deadMu.Lock()
+		if c.dead == nil {
+			c.dead = ErrClosed
+		}
+		c.deadMu.Unlock()
+		if c.pool != nil {
+			err = c.pool.Close()
+		}
+	})
+	return err
+}
+
+// call runs rpc under the per-call timeout and turns its failure into an *Error.
+func (c *conn) call(ctx context.Context, op string, li *pipeline.LayerInfo, rpc func(ctx context.Context) error) error {
+	if err := c.deadErr(); err != nil {
+		return c.errf(op, li, ErrClosed, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	err := rpc(cctx)
+	if err == nil {
+		return nil
+	}
+	return c.callError(ctx, cctx, op, li, err)
+}
+
+// callError classifies a failed RPC: timeout, cancellation, crash, or an error the plugin
+// returned. All but the last leave the process killed.
+func (c *conn) callError(ctx, cctx context.Context, op string, li *pipeline.LayerInfo, err error) error {
+	st, _ := status.FromError(err)
+	if dead := c.deadErr(); dead != nil {
+		return c.errf(op, li, ErrClosed, dead)
+	}
+	switch {
+	case ctx.Err() != nil:
+		c.kill(fmt.Errorf("call abandoned: %w", ctx.Err()))
+		return c.errf(op, li, ctx.Err())
+	case errors.Is(cctx.Err(), context.DeadlineExceeded) || st.Code() == codes.DeadlineExceeded:
+		e := fmt.Errorf("%w after %v; process killed", ErrTimeout, c.timeout)
+		c.kill(e)
+		return c.errf(op, li, ErrTimeout, fmt.Errorf("no reply after %v; process killed", c.timeout))
+	case st.Code() == codes.Unavailable || st.Code() == codes.Canceled || c.client.Exited():
+		how := c.waitExit(2 * time.Second)
+		c.kill(fmt.Errorf("%w (%s)", ErrCrashed, how))
+		return c.errf(op, li, ErrCrashed, fmt.Errorf("%s: %s", how, st.Message()))
+	}
+	return c.errf(op, li, ErrFailed, fmt.Errorf("%s: %s", st.Code(), st.Message()))
+}
+
+// waitExit waits up to d for the process to exit and says how it ended.
+func (c *conn) waitExit(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for !c.client.Exited() {
+		if time.Now().After(deadline) {
+			return "connection lost"
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ps := c.cmd.ProcessState; ps != nil {
+		return "process ended: " + ps.String()
+	}
+	return "process ended"
+}
+
+// Probe starts the plugin at path, asks for its Info and stops it.
+func Probe(ctx context.Context, path string, opts HostOptions) (Info, error) {
+	c, err := start(ctx, path, opts, "")
+	if err != nil {
+		return Info{}, err
+	}
+	info := c.info
+	return info, c.Close()
+}
+
+var _ io.Closer = (*conn)(nil)

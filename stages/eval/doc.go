@@ -1,0 +1,17 @@
+// Package eval measures perplexity the way the reference (locuslab/wanda
+// lib/eval.py, eval_ppl_wikitext) does: the evaluation text is tokenized once
+// (with BOS) into ids; the first numel/seqlen·seqlen ids are cut into
+// non-overlapping windows of seqlen tokens (the remainder is dropped); each
+// window's loss is the mean next-token NLL over its seqlen-1 predictions, and
+// ppl = exp(mean over windows of the window losses).
+//
+// The model is streamed one decoder block at a time: windows are processed in
+// chunks sized from a memory budget for activations ([windows·seqlen, hidden]
+// float32 plus the block's scratch buffers), and each chunk goes through
+// blocks 0..L-1, each loaded (widened to float32) just before it is used and
+// its mapped pages released afterwards, then through the final norm and
+// lm_head.
+//
+// Data layout: ids are a flat []int32; window w is ids[w*seqlen:(w+1)*seqlen];
+// activations are row-major [windows*seqlen, hidden] float32.
+package eval

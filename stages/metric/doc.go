@@ -1,0 +1,17 @@
+// Package metric holds the built-in pruning metrics (pipeline.Metric): a score per weight,
+// low = pruned first.
+//
+// Data layout: W and the returned scores are row-major [out, in] pipeline.Matrix values
+// (row i = output feature i, column j = input feature j); Stats.SumSq is indexed by the
+// input column j.
+//
+//   - Magnitude ("magnitude"): S_ij = |W_ij|. Needs no calibration statistics.
+//   - Wanda ("wanda"): S_ij = |W_ij| · sqrt(SumSq_j), lib/prune.py:166
+//     (torch.abs(W) * torch.sqrt(scaler_row.reshape((1,-1)))): sqrt is the correctly
+//     rounded float32 square root and the product one float32 multiplication, so scores are
+//     bit-identical to torch's for the same float32 inputs.
+//
+// Both reject NaN/±Inf in W (and, for Wanda, in SumSq, or a negative SumSq whose sqrt
+// would be NaN) with an error wrapping pipeline.ErrNonFinite, and a SumSq whose length is
+// not Cols with pipeline.ErrShape. W is never modified.
+package metric
