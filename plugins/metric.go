@@ -182,18 +182,44 @@ func fillNaN(b []byte) {
 }
 
 // copyFinite copies src to dst and returns the index of the first NaN or ±Inf and how many
-// there are, or -1, 0.
+// there are, or -1, 0. It copies and checks a cache-sized chunk at a time.
 func copyFinite(dst, src []float32) (first, count int) {
 	first = -1
 	dst = dst[:len(src)]
-	for k, v := range src {
-		dst[k] = v
-		if math.Float32bits(v)&0x7f800000 == 0x7f800000 { // exponent all ones: NaN or ±Inf
-			if first < 0 {
-				first = k
-			}
-			count++
+	const chunk = 8192
+	for lo := 0; lo < len(src); lo += chunk {
+		hi := min(lo+chunk, len(src))
+		copy(dst[lo:hi], src[lo:hi])
+		if allFinite(dst[lo:hi]) {
+			continue
 		}
+		for k := lo; k < len(src); k++ { // rare: locate and count
+			if v := src[k]; v-v != 0 {
+				if first < 0 {
+					first = k
+				}
+				count++
+			}
+		}
+		copy(dst[hi:], src[hi:])
+		return first, count
 	}
-	return first, count
+	return -1, 0
+}
+
+// allFinite reports whether x has no NaN or ±Inf: v-v is +0 for every finite v and NaN
+// otherwise, and a NaN term makes the sum NaN. Four sums keep the adds independent.
+func allFinite(x []float32) bool {
+	var a0, a1, a2, a3 float32
+	for len(x) >= 4 {
+		a0 += x[0] - x[0]
+		a1 += x[1] - x[1]
+		a2 += x[2] - x[2]
+		a3 += x[3] - x[3]
+		x = x[4:]
+	}
+	for _, v := range x {
+		a0 += v - v
+	}
+	return a0+a1+a2+a3 == 0
 }

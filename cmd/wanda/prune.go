@@ -65,6 +65,8 @@ func pruneFlags() []cli.Flag {
 		&cli.IntFlag{Name: "threads", Usage: "GEMM threads (default: all CPUs)"},
 		&cli.StringFlag{Name: "workdir", Usage: "keep a checkpoint here after every finished layer, so that an interrupted run can continue with --resume"},
 		&cli.BoolFlag{Name: "resume", Usage: "continue the run checkpointed in --workdir (same model, method, pattern and calibration)"},
+		&cli.BoolFlag{Name: "pack", Usage: "write pruned linears in the compressed-tensors layout (sparse-24-bitmask for 2:4, sparse-bitmask otherwise)"},
+		&cli.StringFlag{Name: "pack-format", Value: "auto", Usage: "with --pack: auto, sparse-24-bitmask or sparse-bitmask"},
 		&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 		&cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout"},
 	}

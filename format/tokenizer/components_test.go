@@ -403,3 +403,41 @@ func TestConcurrentEncode(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitBehaviors follows NormalizedString::split for each delimiter
+// behaviour on "a-b--c-" with the literal pattern "-".
+func TestSplitBehaviors(t *testing.T) {
+	cases := []struct {
+		beh    behavior
+		invert bool
+		want   []string
+	}{
+		{behRemoved, false, []string{"a", "b", "c"}},
+		{behIsolated, false, []string{"a", "-", "b", "-", "-", "c", "-"}},
+		{behMergedWithPrevious, false, []string{"a-", "b-", "-", "c-"}},
+		{behMergedWithNext, false, []string{"a", "-b", "-", "-c", "-"}},
+		{behContiguous, false, []string{"a", "-", "b", "--", "c", "-"}},
+		{behRemoved, true, []string{"-", "-", "-", "-"}},
+	}
+	sc := &scratch{}
+	for _, c := range cases {
+		var got []string
+		for _, p := range splitPiece(piece{"a-b--c-", true}, literalPattern{"-"}, c.beh, c.invert, nil, sc) {
+			got = append(got, p.s)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("behavior %d invert %v: %q, want %q", c.beh, c.invert, got, c.want)
+		}
+	}
+	// Digits (individual) and an empty piece.
+	var got []string
+	for _, p := range splitPiece(piece{"ab12c", false}, charPattern(func(r rune) bool { return r >= '0' && r <= '9' }), behIsolated, false, nil, sc) {
+		got = append(got, p.s)
+	}
+	if !slices.Equal(got, []string{"ab", "1", "2", "c"}) {
+		t.Errorf("digits: %q", got)
+	}
+	if out := splitPiece(piece{"", true}, literalPattern{"-"}, behIsolated, false, nil, sc); len(out) != 0 {
+		t.Errorf("empty piece gave %v", out)
+	}
+}

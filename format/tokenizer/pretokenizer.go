@@ -41,7 +41,8 @@ var behaviors = map[string]behavior{
 // splitPiece applies NormalizedString::split(pattern, behavior) with the
 // optional invert of the Split pre-tokenizer.
 func splitPiece(p piece, pat pattern, beh behavior, invert bool, out []piece, sc *scratch) []piece {
-	sp := pat.spans(p.s, sc.spans[:0])
+	buf := pat.spans(p.s, sc.spans[:0])
+	sp := buf
 	if invert {
 		for i := range sp {
 			sp[i].match = !sp[i].match
@@ -98,7 +99,7 @@ func splitPiece(p piece, pat pattern, beh behavior, invert bool, out []piece, sc
 		}
 		out = append(out, piece{p.s[x.start:x.end], p.first && x.start == 0})
 	}
-	sc.spans = sp[:0]
+	sc.spans = buf[:0]
 	return out
 }
 

@@ -33,7 +33,7 @@ func TestConformance(t *testing.T) {
 // the product of two float32 exactly).
 func TestWandaExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	rows, cols := 13, 257
+	rows, cols := 200, 257 // enough rows for the parallel path
 	w := pipeline.NewMatrix(rows, cols)
 	for k := range w.Data {
 		w.Data[k] = float32(r.NormFloat64() * 0.03)

@@ -15,8 +15,9 @@
 // ".NAME.tmp-XXXX" and renamed to NAME only when complete; on any error the
 // temporary directory is removed, and an existing NAME is never overwritten.
 // Files of the model directory other than the weights and config.json
-// (tokenizer files, generation_config.json, sparsity_masks.safetensors, the
-// adapter_config.json template, reports) are copied unchanged.
+// (tokenizer files, generation_config.json, sparsity_masks.safetensors,
+// reports, and subdirectories such as lora-template/) are copied unchanged;
+// hidden subdirectories are not.
 //
 // Which tensors are packed: the seven linears of every decoder layer
 // (format/config's name table); when the model has a sparsity_masks.safetensors,

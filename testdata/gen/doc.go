@@ -1,5 +1,8 @@
-// Package gen writes tiny random LLaMA-family models in Hugging Face layout,
-// deterministically from a seed, for tests and benchmarks:
+// Package gen writes random LLaMA-family models in Hugging Face layout,
+// deterministically from a seed, for tests and benchmarks: tiny ones
+// (Default) or full-size shapes (Preset: llama-7b, llama-13b, llama3-8b,
+// mistral-7b, qwen2-7b, in bf16, sharded into 5 GB files with an index as
+// save_pretrained does):
 //
 //	config.json             model_type llama | mistral | qwen2, every field wanda reads
 //	generation_config.json  bos/eos ids
@@ -27,8 +30,15 @@
 // the rest, which Wanda protects and magnitude ignores. The final norm has no
 // outliers.
 //
-// Write streams: tensors are generated and written one at a time through
-// format/safetensors' Writer, so memory holds one tensor at a time.
+// Write streams: each tensor is generated in chunks of 2 Mi elements by
+// Options.Workers goroutines (default GOMAXPROCS) and every chunk is written
+// at its place through a safetensors.TensorWriter, so memory holds one chunk
+// per worker (about 12 MiB each) whatever the model's size. An element's
+// value depends only on the seed, the tensor's name and the element's index
+// (SplitMix64's state after d draws is state₀ + d·γ, so a worker jumps
+// straight to its chunk): the files are identical to generating every tensor
+// sequentially, whatever the number of workers or the chunk size. The
+// llama-7b preset (13.5 GB) takes a few minutes, mostly disk writes.
 //
 // The package lives under testdata/ so `go test ./...` does not visit it; it
 // is exercised by the tests of cmd/wanda. The command testdata/gen/cmd/gentiny
