@@ -157,7 +157,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		log = slog.Default()
 	}
 	cfg := opt.Model.Config()
-	meter := StartPeakMeter(200 * time.Millisecond)
+	meter := StartPeakMeter(50 * time.Millisecond)
 	defer func() {
 		if rep != nil {
 			pk := meter.Stop()

@@ -3,10 +3,13 @@ package plugins
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,4 +258,47 @@ func zombie(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+// TestPluginExitsWithHost: a host that dies without closing its plugin (simulated by a
+// child test process that exits at once) leaves no plugin behind.
+func TestPluginExitsWithHost(t *testing.T) {
+	if os.Getenv("WANDA_TEST_ORPHAN_HOST") != "" {
+		return // the child's part runs in TestMain's helper below
+	}
+	path := faultyCopy(t, "orphan")
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "WANDA_TEST_ORPHAN_HOST="+path, "WANDA_TEST_ORPHAN_PIDFILE="+pidFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("host process: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(b))
+	for range 500 {
+		if !alive(pid) || zombie(pid) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("plugin %d outlived its host", pid)
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// orphanHost is the child of TestPluginExitsWithHost: it opens a plugin and exits without
+// closing it.
+func orphanHost() {
+	m, _, err := OpenMetric(context.Background(), os.Getenv("WANDA_TEST_ORPHAN_HOST"), quiet(nil))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pid := m.(*Metric).c.pid()
+	if err := os.WriteFile(os.Getenv("WANDA_TEST_ORPHAN_PIDFILE"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
 }

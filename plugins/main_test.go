@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if os.Getenv("WANDA_TEST_ORPHAN_HOST") != "" {
+		orphanHost() // exits
+	}
 	dir, err := os.MkdirTemp("", "wanda-plugins-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

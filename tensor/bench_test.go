@@ -86,3 +86,20 @@ func BenchmarkCholeskyInverseUpper(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMicroKernel measures the float32 microkernel alone on L1-resident
+// packed panels: the per-core ceiling the blocked GEMM can approach.
+func BenchmarkMicroKernel(b *testing.B) {
+	impl := sgemmImpl
+	for _, kc := range []int{64, 256} {
+		b.Run(fmt.Sprintf("%s/kc=%d", impl.name, kc), func(b *testing.B) {
+			var raw []float32
+			buf := aligned(&raw, kc*mr+kc*impl.nr+mr*impl.nr)
+			a, p, c := buf[:kc*mr], buf[kc*mr:kc*mr+kc*impl.nr], buf[kc*mr+kc*impl.nr:]
+			for i := 0; i < b.N; i++ {
+				impl.kernel(kc, a, p, c, impl.nr, 1, 0)
+			}
+			reportGflops(b, mr, impl.nr, kc*1)
+		})
+	}
+}

@@ -3,6 +3,7 @@ package tensor
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -43,7 +44,67 @@ func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []fl
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
+	if m <= smallM {
+		sgemmSmallM(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// smallM is the largest m handled without packing: for a few rows of C
+// (matrix-vector products) packing B would cost as much as the product.
+const smallM = 3
+
+// sgemmSmallM computes C = alpha*op(A)*op(B) + beta*C row by row with Dot
+// (B transposed: every C entry is a dot product of two contiguous vectors)
+// or Axpy (B not transposed: each C row accumulates rows of B), splitting
+// the columns of C over threads when the product is large.
+func sgemmSmallM(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	rows := make([]float32, m*k)
+	for i := 0; i < m; i++ {
+		if tA {
+			for p := 0; p < k; p++ {
+				rows[i*k+p] = a[p*lda+i]
+			}
+		} else {
+			copy(rows[i*k:(i+1)*k], a[i*lda:i*lda+k])
+		}
+	}
+	cols := func(j0, j1 int) {
+		for i := 0; i < m; i++ {
+			ai := rows[i*k : (i+1)*k]
+			crow := c[i*ldc+j0 : i*ldc+j1]
+			if tB {
+				for j := range crow {
+					v := alpha * Dot(ai, b[(j0+j)*ldb:(j0+j)*ldb+k])
+					if beta != 0 {
+						v += beta * crow[j]
+					}
+					crow[j] = v
+				}
+				continue
+			}
+			scaleC(1, len(crow), beta, crow, len(crow))
+			for p, av := range ai {
+				Axpy(alpha*av, b[p*ldb+j0:p*ldb+j1], crow)
+			}
+		}
+	}
+	nt := Threads()
+	if 2*float64(m)*float64(n)*float64(k) < minParallelFlops || n < 64*nt {
+		cols(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for t := 1; t < nt; t++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cols(n*t/nt, n*(t+1)/nt)
+		}()
+	}
+	cols(0, n/nt)
+	wg.Wait()
 }
 
 // MatMulT computes y = x · wᵀ, where x is [m×k], w is [n×k] (the [out,in]

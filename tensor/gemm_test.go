@@ -172,6 +172,9 @@ func TestSgemmLarge(t *testing.T) {
 		{false, true, 1, 2000, 384, 1, 0, 0, 0, 0, false, 2, 16},
 		{false, true, 2000, 1, 384, 1, 1, 0, 0, 0, false, 2, 17},
 		{false, true, 600, 600, 1, 1, 0, 0, 0, 0, false, 2, 18},
+		{true, true, 2, 5000, 600, 0.5, 1, 3, 0, 1, false, 2, 19}, // small-m path, threaded
+		{false, false, 3, 4100, 700, 1, 0, 0, 2, 0, true, 2, 20},  // small-m Axpy path, threaded
+		{false, true, 4, 1500, 1500, 1, 0, 0, 0, 0, false, 2, 21}, // just above small-m
 	}
 	for _, g := range cases {
 		if msg := runGemmCase(g); msg != "" {

@@ -3,21 +3,25 @@ package tensor
 import "math"
 
 // Dot returns the float32 dot product of a and b (len(a) elements; b must be
-// at least as long). The sum is accumulated in float32.
+// at least as long). The sum is accumulated in float32: with AVX2, in 32
+// interleaved partial sums (fused multiply-add) that are added pairwise at
+// the end, then the remaining len(a)%32 products in order; so the result
+// can differ from a strictly sequential float32 sum by rounding.
 func Dot(a, b []float32) float32 {
 	b = b[:len(a)]
-	var s float32
-	for i, v := range a {
-		s += v * b[i]
+	s, i0 := dotBlocks(a, b)
+	for i := i0; i < len(a); i++ {
+		s += a[i] * b[i]
 	}
 	return s
 }
 
-// Axpy computes y += alpha*x over len(x) elements.
+// Axpy computes y += alpha*x over len(x) elements (y must be at least as
+// long). With AVX2 each element is one fused multiply-add.
 func Axpy(alpha float32, x, y []float32) {
 	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += alpha * v
+	for i := axpyBlocks(alpha, x, y); i < len(x); i++ {
+		y[i] += alpha * x[i]
 	}
 }
 

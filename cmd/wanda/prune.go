@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,6 +64,7 @@ func pruneFlags() []cli.Flag {
 		&cli.StringFlag{Name: "scratch-dir", Usage: "directory of the activation scratch file (default: the system temp dir)"},
 		&cli.IntFlag{Name: "chunk-tokens", Value: 2048, Usage: "token rows a block processes at once (bounds the working set)"},
 		&cli.IntFlag{Name: "threads", Usage: "GEMM threads (default: all CPUs)"},
+		&cli.StringFlag{Name: "memory-limit", Usage: "soft limit for the Go heap (like GOMEMLIMIT, e.g. 2GiB): the collector works harder to stay under it"},
 		&cli.StringFlag{Name: "workdir", Usage: "keep a checkpoint here after every finished layer, so that an interrupted run can continue with --resume"},
 		&cli.BoolFlag{Name: "resume", Usage: "continue the run checkpointed in --workdir (same model, method, pattern and calibration)"},
 		&cli.BoolFlag{Name: "pack", Usage: "write pruned linears in the compressed-tensors layout (sparse-24-bitmask for 2:4, sparse-bitmask otherwise)"},
@@ -113,6 +115,13 @@ func parsePattern(s string, sparsity float64) (pipeline.Target, error) {
 func runPrune(ctx context.Context, c *cli.Context) error {
 	if n := c.Int("threads"); n > 0 {
 		tensor.SetThreads(n)
+	}
+	if s := c.String("memory-limit"); s != "" {
+		lim, err := parseSize(s)
+		if err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
+		debug.SetMemoryLimit(lim)
 	}
 	cfg, set, err := openModel(c.String("model"))
 	if err != nil {
