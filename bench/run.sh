@@ -2,7 +2,15 @@
 # bench/run.sh — regenerate BENCHMARKS.md on the current machine.
 #
 #   bench/run.sh [--large] [--reps N] [--eval-windows K] [--no-gemm] [--no-cgroup]
+#                [--only gemm,eval,prune,large] [--large-gen-args 'FLAGS']
 #                [--out FILE] [--work DIR] [--keep]
+#
+#   --reps N           timed runs per measurement (default 3)
+#   --eval-windows K   windows of 512 tokens per eval run (default 64; 0 = all)
+#   --only LIST        run only these sections (large implies --large)
+#   --large-gen-args   extra gentiny flags for the large model, e.g. '-layers 4'
+#   --no-cgroup        skip the 4 GiB memory-cgroup rerun of the large prune
+#   --keep             keep the generated 7B-shaped model in --work
 #
 # Measures, in one run, with the command line, machine, Go version and date:
 #   - GEMM GFLOP/s of tensor.Sgemm and its ratio to OpenBLAS sgemm
@@ -28,7 +36,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SHARED=$(cd "$ROOT/.." && pwd)/shared
 
-LARGE=0 REPS=3 EVAL_WINDOWS=64 GEMM=1 CGROUP=1 KEEP=0
+LARGE=0 REPS=3 EVAL_WINDOWS=64 GEMM=1 CGROUP=1 KEEP=0 ONLY="" LARGE_GEN_ARGS=""
 OUT=$ROOT/BENCHMARKS.md
 WORK=${TMPDIR:-/tmp}/wanda-bench
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -42,11 +50,15 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$2; shift ;;
 	--work) WORK=$2; shift ;;
 	--keep) KEEP=1 ;;
+	--only) ONLY=$2; shift ;;
+	--large-gen-args) LARGE_GEN_ARGS=$2; shift ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench/run.sh: unknown argument $1" >&2; usage 2 ;;
 	esac
 	shift
 done
+want() { [ -z "$ONLY" ] || case ",$ONLY," in *",$1,"*) true ;; *) false ;; esac; }
+want large && [ -n "$ONLY" ] && LARGE=1
 for tool in go jq awk /usr/bin/time; do
 	command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is required" >&2; exit 1; }
 done
@@ -65,7 +77,7 @@ log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 # ---------------------------------------------------------------- helpers
 now() { date +%s.%N; }
 # sub A B: A-B with 2 decimals
-sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a-b}'; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f\n", a-b}'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.2f", a/b }'; }
 mib() { awk -v b="$1" 'BEGIN{ if (b == "" || b == "null") print "n/a"; else printf "%.0f MiB", b/1048576 }'; }
 kib_to_mib() { awk -v k="$1" 'BEGIN{ if (k == "") print "n/a"; else printf "%.0f MiB", k/1024 }'; }
@@ -90,7 +102,8 @@ cmdline() {
 	printf '%s' "$out"
 }
 # measure NAME CMD...: run CMD once under /usr/bin/time -v; writes
-# $TMP/NAME.out (stdout), .err, .wall (seconds), .maxrss (KiB), .rc
+# $TMP/NAME.out (stdout), .err, .wall (seconds), .cpu (user+sys seconds),
+# .maxrss (KiB), .rc
 measure() {
 	local name=$1; shift
 	local t0 t1 rc=0
@@ -99,27 +112,42 @@ measure() {
 	t1=$(now)
 	sub "$t1" "$t0" >"$TMP/$name.wall"
 	awk -F': ' '/Maximum resident set size/{print $2}' "$TMP/$name.time" >"$TMP/$name.maxrss"
+	awk -F': ' '/User time \(seconds\)|System time \(seconds\)/{c += $2} END{printf "%.2f\n", c}' "$TMP/$name.time" >"$TMP/$name.cpu"
 	echo "$rc" >"$TMP/$name.rc"
 	return "$rc"
 }
-# repeat NAME N CMD...: wall times of N runs into $TMP/NAME.walls (hyperfine if present)
-repeat_walls() {
-	local name=$1 n=$2; shift 2
+# repeat_runs NAME N CMD...: N timed runs of CMD; their wall times go to
+# $TMP/NAME.walls and CPU times to NAME.cpus. One run is under measure (its
+# output is NAME.out, with NAME.maxrss and NAME.cpu); with hyperfine the other
+# N-1 are timed by hyperfine, otherwise all N are measured (NAME, NAME.2, ...).
+# Sets TIMER.
+repeat_runs() {
+	local name=$1 n=$2 i; shift 2
 	: >"$TMP/$name.walls"
-	if command -v hyperfine >/dev/null; then
-		hyperfine --runs "$n" --warmup 0 --style none --export-json "$TMP/$name.hf.json" \
-			"$(printf '%q ' "$@")" >/dev/null 2>"$TMP/$name.hf.err" || return 1
-		jq -r '.results[0].times[]' "$TMP/$name.hf.json" >"$TMP/$name.walls"
-		TIMER=hyperfine
+	: >"$TMP/$name.cpus"
+	if command -v hyperfine >/dev/null && [ "$n" -gt 1 ]; then
+		TIMER="hyperfine ($((n - 1)) runs) + 1 run under /usr/bin/time -v"
+		measure "$name" "$@" || return 1
+		cat "$TMP/$name.wall" >>"$TMP/$name.walls"
+		cat "$TMP/$name.cpu" >>"$TMP/$name.cpus"
+		if ! hyperfine --runs "$((n - 1))" --warmup 0 --style none --export-json "$TMP/$name.hf.json" \
+			"$(printf '%q ' "$@")" >/dev/null 2>"$TMP/$name.err"; then
+			echo 1 >"$TMP/$name.rc"
+			return 1
+		fi
+		jq -r '.results[0].times[]' "$TMP/$name.hf.json" >>"$TMP/$name.walls"
 	else
-		local i t0 t1
-		for ((i = 0; i < n; i++)); do
-			t0=$(now)
-			"$@" >/dev/null 2>>"$TMP/$name.loop.err" || return 1
-			t1=$(now)
-			sub "$t1" "$t0" >>"$TMP/$name.walls"
+		TIMER="a loop of $n runs under /usr/bin/time -v"
+		for ((i = 1; i <= n; i++)); do
+			local run=$name
+			[ "$i" -gt 1 ] && run=$name.$i
+			if ! measure "$run" "$@"; then
+				if [ "$run" != "$name" ]; then cp "$TMP/$run.err" "$TMP/$name.err"; cp "$TMP/$run.rc" "$TMP/$name.rc"; fi
+				return 1
+			fi
+			cat "$TMP/$run.wall" >>"$TMP/$name.walls"
+			cat "$TMP/$run.cpu" >>"$TMP/$name.cpus"
 		done
-		TIMER="repeat loop"
 	fi
 }
 failed() { # failed NAME: the tail of the error output, for the report
@@ -157,8 +185,10 @@ section() { printf '\n## %s\n\n' "$1" >>"$REPORT"; }
 : >"$REPORT"
 
 # ---------------------------------------------------------------- GEMM
-section "GEMM: tensor.Sgemm vs OpenBLAS sgemm"
-if [ "$GEMM" = 0 ]; then
+want gemm && section "GEMM: tensor.Sgemm vs OpenBLAS sgemm"
+if ! want gemm; then
+	:
+elif [ "$GEMM" = 0 ]; then
 	echo "Skipped (--no-gemm)." >>"$REPORT"
 elif [ ! -x "$ROOT/bench/gemm/run.sh" ] && [ ! -f "$ROOT/bench/gemm/run.sh" ]; then
 	echo "Skipped: bench/gemm/run.sh does not exist yet." >>"$REPORT"
@@ -173,7 +203,7 @@ else
 			printf '```\n%s\n```\n' "$(cat "$TMP/gemm.out")"
 			# Geometric mean of the ratio column, when the table has one.
 			gm=$(awk 'NF >= 8 && $(NF-1) ~ /^[0-9.]+$/ && $(NF-2) ~ /^[0-9.]+$/ {s += log($(NF-1)); n++} END{ if (n) printf "%.2f over %d shapes", exp(s/n), n }' "$TMP/gemm.out")
-			[ -n "$gm" ] && printf '\nGeometric mean of ours/OpenBLAS: %s.\n' "$gm"
+			if [ -n "$gm" ]; then printf '\nGeometric mean of ours/OpenBLAS: %s.\n' "$gm"; fi
 		else
 			failed gemm
 		fi
@@ -181,6 +211,7 @@ else
 fi
 
 # ---------------------------------------------------------------- eval
+if want eval; then
 section "Perplexity evaluation throughput (tiny-llama-a, WikiText-2 test)"
 EVAL_CMD=("$BIN" eval --model "$MODEL" --tokens "$REFST" --tokens-key wikitext_test_ids --seqlen 512
 	--max-windows "$EVAL_WINDOWS" --json)
@@ -188,10 +219,13 @@ log "eval: $(cmdline "${EVAL_CMD[@]}") x $REPS"
 {
 	printf 'Command: `%s`, %s runs (`--max-windows 0` evaluates all windows).\n\n' "$(cmdline "${EVAL_CMD[@]}")" "$REPS"
 	: >"$TMP/eval.tps"
+	: >"$TMP/eval.cpus"
 	ok=1
 	for ((i = 0; i < REPS; i++)); do
 		if measure eval "${EVAL_CMD[@]}"; then
 			jq -r '.tokens_per_second' "$TMP/eval.out" >>"$TMP/eval.tps"
+			# tokens per CPU second of the whole process (contention-independent-ish)
+			div "$(jq -r .tokens "$TMP/eval.out")" "$(cat "$TMP/eval.cpu")" >>"$TMP/eval.cpus"
 		else
 			ok=0
 			break
@@ -199,54 +233,56 @@ log "eval: $(cmdline "${EVAL_CMD[@]}") x $REPS"
 	done
 	if [ "$ok" = 1 ]; then
 		read -r best med < <(stats "$TMP/eval.tps" max)
-		printf '| tokens/s (best) | tokens/s (median) | windows × seqlen | tokens | ppl | max RSS |\n|---:|---:|---:|---:|---:|---:|\n'
-		printf '| %s | %s | %s × %s | %s | %s | %s |\n' "$best" "$med" \
+		read -r cbest _ < <(stats "$TMP/eval.cpus" max)
+		printf '| tokens/s (best) | tokens/s (median) | tokens per CPU-second (best) | windows × seqlen | tokens | ppl | max RSS |\n|---:|---:|---:|---:|---:|---:|---:|\n'
+		printf '| %s | %s | %s | %s × %s | %s | %s | %s |\n' "$best" "$med" "$cbest" \
 			"$(jq -r .windows "$TMP/eval.out")" "$(jq -r .seqlen "$TMP/eval.out")" "$(jq -r .tokens "$TMP/eval.out")" \
 			"$(jq -r '.ppl | . * 1000 | round / 1000' "$TMP/eval.out")" "$(kib_to_mib "$(cat "$TMP/eval.maxrss")")"
-		printf '\ntokens/s is `tokens_per_second` of the `--json` output (tokens scored / seconds of the evaluation).\n'
+		printf '\ntokens/s is `tokens_per_second` of the `--json` output (tokens scored / seconds of the evaluation); tokens per CPU-second divides the tokens by the user + system time of the whole process (model load included), which depends less on other load on the machine.\n'
 	else
 		failed eval
 	fi
 } >>"$REPORT"
 
+fi
+
 # ---------------------------------------------------------------- prune (tiny)
+if want prune; then
 section "Pruning tiny-llama-a: 50% unstructured, 128 × 512 calibration tokens"
 ref_seconds() { jq -r --arg m "$1" '[.runs[] | select(.method == $m and .pattern == "unstructured" and .prune_seconds != null)][0].prune_seconds // empty' "$RESULTS"; }
-{
-	PRUNE_BASE=("$BIN" prune --model "$MODEL" --calib-tokens "$REFST" --calib-key calib_input_ids
-		--nsamples 128 --seqlen 512 --sparsity 0.5 --force --json)
-	printf 'Command: `%s --method METHOD --out DIR`; wall time of the whole process (load, calibration, pruning, writing the model), %s runs via %s; RSS of one more run under `/usr/bin/time -v`.\n' \
-		"$(cmdline "${PRUNE_BASE[@]}")" "$REPS" "$(command -v hyperfine >/dev/null && echo hyperfine || echo 'a repeat loop')"
-	printf 'Reference: `prune_seconds` of locuslab/wanda (PyTorch CPU, 2 threads, model load + calibration + pruning, idle machine) in `../shared/reference/tiny-llama-a/results.json`.\n\n'
-	printf '| method | wall s (best) | wall s (median) | report `seconds` | peak RssAnon (report) | max RSS (time -v) | sparsity | reference s | speed-up (ref / best) |\n'
-	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
-} >>"$REPORT"
+PRUNE_BASE=("$BIN" prune --model "$MODEL" --calib-tokens "$REFST" --calib-key calib_input_ids
+	--nsamples 128 --seqlen 512 --sparsity 0.5 --force --json)
+PRUNE_ROWS=$TMP/prune.rows
 PRUNE_FAIL=""
+: >"$PRUNE_ROWS"
 for m in wanda magnitude sparsegpt; do
 	cmd=("${PRUNE_BASE[@]}" --method "$m" --out "$TMP/pruned-$m")
-	log "prune $m: $(cmdline "${cmd[@]}")"
+	log "prune $m: $(cmdline "${cmd[@]}") x $REPS"
 	ref=$(ref_seconds "$m")
-	if ! measure "prune-$m" "${cmd[@]}"; then
-		printf '| %s | FAILED | | | | | | %s | |\n' "$m" "$ref" >>"$REPORT"
+	if ! repeat_runs "prune-$m" "$REPS" "${cmd[@]}"; then
+		printf '| %s | FAILED | | | | | | | %s | |\n' "$m" "${ref:-n/a}" >>"$PRUNE_ROWS"
 		PRUNE_FAIL+=$(printf '\n%s: ' "$m"; failed "prune-$m")
 		continue
 	fi
-	TIMER=""
-	if ! repeat_walls "prune-$m" "$REPS" "${cmd[@]}"; then
-		printf '| %s | FAILED (repeat) | | | | | | %s | |\n' "$m" "$ref" >>"$REPORT"
-		continue
-	fi
-	cat "$TMP/prune-$m.wall" >>"$TMP/prune-$m.walls" # the measured run counts too
 	read -r best med < <(stats "$TMP/prune-$m.walls")
+	read -r cbest _ < <(stats "$TMP/prune-$m.cpus")
 	j=$TMP/prune-$m.out
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s× |\n' "$m" "$best" "$med" \
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$m" "$best" "$med" "$cbest" \
 		"$(jq -r '.seconds * 100 | round / 100' "$j")" "$(mib "$(jq -r .peak_rss_anon_bytes "$j")")" \
 		"$(kib_to_mib "$(cat "$TMP/prune-$m.maxrss")")" "$(jq -r '.global_sparsity * 10000 | round / 10000' "$j")" \
-		"${ref:-n/a}" "$( [ -n "$ref" ] && div "$ref" "$best" || echo n/a)" >>"$REPORT"
+		"${ref:-n/a}" "$( [ -n "$ref" ] && printf '%s×' "$(div "$ref" "$best")" || echo n/a)" >>"$PRUNE_ROWS"
 	rm -rf "$TMP/pruned-$m"
 done
-printf '\nThe timed runs are %s + 1 per method (the RSS run is included in best/median).\n' "$REPS" >>"$REPORT"
-[ -n "$PRUNE_FAIL" ] && printf '\n%s\n' "$PRUNE_FAIL" >>"$REPORT"
+{
+	printf 'Command: `%s --method METHOD --out DIR`, timed with %s. Wall time is the whole process (load, calibration, pruning, writing the model); CPU s is user + system time of the best run (it shows how much of the wall time the process actually ran on a shared machine).\n' \
+		"$(cmdline "${PRUNE_BASE[@]}")" "${TIMER:-a repeat loop}"
+	printf 'Reference: `prune_seconds` of locuslab/wanda (PyTorch CPU, 2 threads, model load + calibration + pruning, idle machine) in `../shared/reference/tiny-llama-a/results.json`.\n\n'
+	printf '| method | wall s (best) | wall s (median) | CPU s (best) | report `seconds` | peak RssAnon (report) | max RSS (time -v) | sparsity | reference s | speed-up (ref / best wall) |\n'
+	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+	cat "$PRUNE_ROWS"
+	[ -z "$PRUNE_FAIL" ] || printf '\n%s\n' "$PRUNE_FAIL"
+} >>"$REPORT"
+fi
 
 # ---------------------------------------------------------------- large
 # cgroup_run LIMIT NAME CMD...: run CMD under a memory limit (cgroup v2
@@ -299,12 +335,13 @@ if [ "$LARGE" = 1 ]; then
 		printf 'Skipped: %s has %s free; the model and its pruned copy need about 27 GB.\n' "$WORK" "$(kib_to_mib "$avail")" >>"$REPORT"
 	else
 		go build -o "$ROOT/bench/.bin/gentiny" ./testdata/gen/cmd/gentiny
-		GEN_CMD=("$ROOT/bench/.bin/gentiny" -preset llama-7b -out "$L7" -v)
+		# shellcheck disable=SC2206 # word splitting of the extra flags is wanted
+		GEN_CMD=("$ROOT/bench/.bin/gentiny" -preset llama-7b -out "$L7" -v $LARGE_GEN_ARGS)
 		log "large: $(cmdline "${GEN_CMD[@]}")"
 		{
 			if measure gen7b "${GEN_CMD[@]}"; then
-				printf 'Model: `%s`: %s s wall, max RSS %s (%s).\n\n' "$(cmdline "${GEN_CMD[@]}")" \
-					"$(cat "$TMP/gen7b.wall")" "$(kib_to_mib "$(cat "$TMP/gen7b.maxrss")")" "$(tail -n1 "$TMP/gen7b.err" | sed 's/^gentiny: //')"
+				printf 'Model: `%s`: %s s wall, %s s CPU, max RSS %s (%s).\n\n' "$(cmdline "${GEN_CMD[@]}")" \
+					"$(cat "$TMP/gen7b.wall")" "$(cat "$TMP/gen7b.cpu")" "$(kib_to_mib "$(cat "$TMP/gen7b.maxrss")")" "$(tail -n1 "$TMP/gen7b.err" | sed 's/^gentiny: //')"
 			else
 				failed gen7b
 			fi
@@ -326,7 +363,7 @@ if [ "$LARGE" = 1 ]; then
 				local j=$TMP/$1.out fs fl
 				fs=$(jq -r '[.layers[] | .dense_forward_seconds + .pruned_forward_seconds] | add' "$j")
 				fl=$(flops7)
-				printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" "$(cat "$TMP/$1.wall")" \
+				printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" "$(cat "$TMP/$1.wall")" "$(cat "$TMP/$1.cpu")" \
 					"$(jq -r '.seconds * 100 | round / 100' "$j")" "$(mib "$(jq -r .peak_rss_anon_bytes "$j")")" \
 					"$(kib_to_mib "$(cat "$TMP/$1.maxrss")")" "$(printf '%.2f' "$fs")" \
 					"$(awk -v f="$fl" -v s="$fs" 'BEGIN{ if (s > 0) printf "%.1f", f/s/1e9; else print "n/a" }')" \
@@ -334,15 +371,15 @@ if [ "$LARGE" = 1 ]; then
 			}
 			{
 				printf 'Command: `%s` (the generated tokenizer is tiny, so the C4 text becomes short-token windows; fine for timing).\n\n' "$(cmdline "${P7[@]}")"
-				printf '| run | wall s | report `seconds` | peak RssAnon (report) | max RSS (time -v) | forward s (dense + pruned, all layers) | forward GFLOP/s | sparsity |\n'
-				printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+				printf '| run | wall s | CPU s | report `seconds` | peak RssAnon (report) | max RSS (time -v) | forward s (dense + pruned, all layers) | forward GFLOP/s | sparsity |\n'
+				printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 			} >>"$REPORT"
 			log "large: $(cmdline "${P7[@]}")"
 			LARGE_NOTES=""
 			if measure prune7b "${P7[@]}"; then
 				large_row prune7b "unconstrained" >>"$REPORT"
 			else
-				printf '| unconstrained | FAILED | | | | | | |\n' >>"$REPORT"
+				printf '| unconstrained | FAILED | | | | | | | |\n' >>"$REPORT"
 				LARGE_NOTES+=$(failed prune7b)
 			fi
 			rm -rf "$OUT7"
@@ -356,7 +393,7 @@ if [ "$LARGE" = 1 ]; then
 					large_row prune7b-cg "in 4 GiB cgroup" >>"$REPORT"
 					LARGE_NOTES+=$(printf '\nCompleted inside a memory cgroup: %s.\n' "$(cat "$TMP/prune7b-cg.cg")")
 				else
-					printf '| in 4 GiB cgroup | FAILED (exit %s) | | | | | | |\n' "$rc" >>"$REPORT"
+					printf '| in 4 GiB cgroup | FAILED (exit %s) | | | | | | | |\n' "$rc" >>"$REPORT"
 					LARGE_NOTES+=$(printf '\nDid NOT complete inside the memory cgroup (%s):\n\n' "$(cat "$TMP/prune7b-cg.cg")"; failed prune7b-cg)
 				fi
 				rm -rf "$OUT7"

@@ -21,23 +21,28 @@
 //
 // The implementation is GotoBLAS/BLIS style. For each block of nc ≤ 3072
 // columns and kc ≤ 256 rows of op(B), the block is packed into contiguous
-// 16-column micro-panels; for each block of mc ≤ 144 rows of op(A), the
-// block is packed into 6-row micro-panels (kc×6 floats stay in L1... the A
-// block in L2, the B block in L3) and a 6×16 register-tile microkernel
-// multiplies them. Edge tiles go through a scratch tile; packing buffers are
-// reused through sync.Pool. One to three rows of C (matrix-vector products)
-// skip packing and use Dot/Axpy.
+// 16-column micro-panels (3 MiB, shared by the threads, L3); for each block
+// of mc ≤ 144 rows of op(A), the block is packed into 6-row micro-panels
+// (≤ 144 KiB per thread, L2), and a 6×16 register-tile microkernel
+// multiplies one A micro-panel by one kc×16 B micro-panel (16 KiB, L1) at a
+// time. Edge tiles go through a scratch tile; packing buffers are reused
+// through sync.Pool. One to three rows of C (matrix-vector products) skip
+// packing and use Dot/Axpy.
 //
-// Threads (SetThreads, default GOMAXPROCS): the calling goroutine and
-// Threads()-1 helpers take work items — "pack this chunk of the B block",
-// "multiply this mc-row block of A by the B block" — in order from one
-// atomic ticket counter and wait only on true dependencies (B packed before
-// use, a B buffer free before it is repacked — two are used alternately —,
-// and the k-blocks of one C block applied in order). A helper that starts
-// late (waking a goroutine on an idle CPU of this VM takes ~0.1 ms) or runs
-// slowly because another process shares its CPU just does fewer items;
-// waits spin briefly and then block, so a loaded machine degrades
-// gracefully instead of collapsing as spin-waiting BLAS thread pools do.
+// Threads (SetThreads, default GOMAXPROCS): the calling goroutine and up to
+// Threads()-1 helpers from a pool of long-lived workers take work items —
+// "pack this chunk of the B block", "multiply this mc-row block of A by the
+// B block" — in order from one atomic ticket counter and wait only on true
+// dependencies (B packed before use, a B buffer free before it is repacked
+// — two are used alternately —, and the k-blocks of one C block applied in
+// order). A helper that starts late or runs slowly because another process
+// shares its CPU just does fewer items, and a helper busy with another
+// caller's GEMM is not waited for, so concurrent calls from several
+// goroutines are safe and do not serialise. Idle workers poll for 200 µs
+// before parking (waking a parked goroutine on an idle CPU of this VM takes
+// ~0.1 ms); waits between threads spin briefly and then block, so a loaded
+// machine degrades gracefully instead of collapsing as spin-waiting BLAS
+// thread pools do.
 //
 // # Kernels and why
 //

@@ -160,6 +160,8 @@ type gemmRun[T float] struct {
 	mu              sync.Mutex
 	cond            sync.Cond
 	waiters         atomic.Int32
+	state           atomic.Int64 // runClosed bit | number of helpers inside
+	box             jobBox       // this run as a helpJob, for offerHelp
 }
 
 // threadBuf is one thread's A packing buffer and edge tile.
@@ -167,6 +169,10 @@ type threadBuf[T float] struct {
 	rawA []T
 	tile [mr * maxNR]T
 }
+
+// runClosed marks a gemmRun that helpers may no longer join; the low bits
+// of gemmRun.state count the helpers inside work().
+const runClosed = 1 << 62
 
 // gemm runs a validated problem with m, n, k > 0 and alpha != 0.
 func (impl *gemmImpl[T]) gemm(g gemmProblem[T]) {
@@ -178,20 +184,38 @@ func (impl *gemmImpl[T]) gemm(g gemmProblem[T]) {
 	if r == nil {
 		r = new(gemmRun[T])
 		r.cond.L = &r.mu
+		r.box.j = r
+		r.state.Store(runClosed)
 	}
 	r.init(impl, g, nt)
-	var wg sync.WaitGroup
-	for t := 1; t < nt; t++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.work()
-		}()
+	r.state.Store(0) // open for helpers
+	if nt > 1 {
+		offerHelp(&r.box, nt-1)
 	}
 	r.work()
-	wg.Wait()
+	// Close the run and wait for helpers still inside it. A helper that
+	// reaches a stale offer later sees it closed (or, if the run was reused
+	// meanwhile, legitimately joins that later call).
+	r.state.Add(runClosed)
+	r.waitUntil(func() bool { return r.state.Load() == runClosed })
 	r.g = gemmProblem[T]{} // drop references to caller memory
 	impl.runs.Put(r)
+}
+
+// help lets a pool worker join the run if it is still open.
+func (r *gemmRun[T]) help() {
+	for {
+		s := r.state.Load()
+		if s&runClosed != 0 {
+			return
+		}
+		if r.state.CompareAndSwap(s, s+1) {
+			break
+		}
+	}
+	r.work()
+	r.state.Add(-1)
+	r.progress()
 }
 
 // sgemm is the optimised float32 path; arguments are already validated and

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -277,4 +278,36 @@ func TestDgemmRandom(t *testing.T) {
 		}
 	}
 	SetThreads(runtime.GOMAXPROCS(0))
+}
+
+// TestSgemmConcurrent runs multi-threaded GEMMs from several goroutines at
+// once (as the attention workers of the forward stage do): helpers are
+// shared and optional, results must not mix.
+func TestSgemmConcurrent(t *testing.T) {
+	defer SetThreads(SetThreads(2))
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for gi := 0; gi < 4; gi++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(gi), 99))
+			for it := 0; it < 6; it++ {
+				g := gemmCase{
+					tA: r.IntN(2) == 1, tB: r.IntN(2) == 1,
+					m: 60 + r.IntN(200), n: 60 + r.IntN(300), k: 100 + r.IntN(400),
+					alpha: 1, beta: []float32{0, 1}[r.IntN(2)], seed: r.Uint64(),
+				}
+				if msg := runGemmCase(g); msg != "" {
+					errs <- msg
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
 }

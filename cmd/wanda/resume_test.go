@@ -31,7 +31,8 @@ func writeDemoCalib(t *testing.T, path string) {
 }
 
 // modelFiles returns the files of an output model directory that must be byte-identical
-// between runs (everything except the report, which holds timings).
+// between runs: everything except the report (timings) and the LoRA template directory
+// (which names the output path).
 func modelFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -40,7 +41,7 @@ func modelFiles(t *testing.T, dir string) map[string][]byte {
 	}
 	m := map[string][]byte{}
 	for _, e := range ents {
-		if e.Name() == "wanda_report.json" {
+		if e.Name() == "wanda_report.json" || e.IsDir() {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))

@@ -129,6 +129,7 @@ func Perplexity(ctx context.Context, set *safetensors.Set, cfg *config.Config, i
 	h := make([]float32, cw*T*H)
 	rope := forward.NewRope(cfg, T)
 	var scratch forward.Scratch
+	var blk *forward.Block
 	head, err := forward.LoadHead(set, cfg)
 	if err != nil {
 		return Result{}, err
@@ -147,11 +148,11 @@ func Perplexity(ctx context.Context, set *safetensors.Set, cfg *config.Config, i
 			if err := ctx.Err(); err != nil {
 				return Result{}, err
 			}
-			b, err := forward.LoadBlock(set, cfg, l)
+			blk, err = forward.LoadBlockInto(blk, set, cfg, l)
 			if err != nil {
 				return Result{}, err
 			}
-			b.Forward(hc, n, T, rope, nil, &scratch)
+			blk.Forward(hc, n, T, rope, nil, &scratch)
 			prog.Done += int64(n)
 			prog.Layer = l
 			report()

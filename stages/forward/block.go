@@ -94,29 +94,68 @@ type Getter func(name string) ([]float32, []int64, error)
 // LoadBlock loads layer's weights from set, widening them to float32, and
 // releases the tensors' mapped pages afterwards.
 func LoadBlock(set *safetensors.Set, cfg *config.Config, layer int) (*Block, error) {
+	return LoadBlockInto(nil, set, cfg, layer)
+}
+
+// LoadBlockInto is LoadBlock reusing the buffers of old (a block of the same
+// model that is no longer needed; nil allocates), so that streaming the
+// layers of a model through one buffer set does not allocate per layer. On
+// success the returned block is old refilled (when old fits); old must not be
+// used afterwards either way.
+func LoadBlockInto(old *Block, set *safetensors.Set, cfg *config.Config, layer int) (*Block, error) {
 	var names []string
 	defer func() {
 		for _, n := range names {
 			set.Release(n)
 		}
 	}()
-	return NewBlock(cfg, layer, func(name string) ([]float32, []int64, error) {
+	return newBlock(old, cfg, layer, func(name string, dst []float32) ([]int64, error) {
 		t, err := set.Get(name)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		names = append(names, name)
-		v, err := t.Float32()
-		if err != nil {
-			return nil, nil, err
+		if t.Numel() != int64(len(dst)) {
+			return t.Shape, nil // the shape check reports it
 		}
-		return v, t.Shape, nil
+		return t.Shape, t.ReadFloat32(dst)
 	})
 }
 
 // NewBlock builds layer's block from tensors returned by get (called once per
 // tensor name of the layer). The returned slices are copied into the block.
 func NewBlock(cfg *config.Config, layer int, get Getter) (*Block, error) {
+	return newBlock(nil, cfg, layer, func(name string, dst []float32) ([]int64, error) {
+		v, shape, err := get(name)
+		if err != nil {
+			return nil, err
+		}
+		if len(v) != len(dst) {
+			n := int64(1)
+			for _, d := range shape {
+				n *= d
+			}
+			if n == int64(len(dst)) {
+				return nil, fmt.Errorf("tensor %q: %d values for shape %v: %w", name, len(v), shape, ErrShape)
+			}
+			return shape, nil // a wrong shape, which the caller reports
+		}
+		copy(dst, v)
+		return shape, nil
+	})
+}
+
+// fill reads tensor name into dst (len(dst) values) and returns its shape.
+type fill func(name string, dst []float32) ([]int64, error)
+
+func reuse(buf []float32, n int) []float32 {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	return make([]float32, n)
+}
+
+func newBlock(old *Block, cfg *config.Config, layer int, get fill) (*Block, error) {
 	if cfg.MLPBias {
 		return nil, fmt.Errorf("layer %d: mlp_bias: %w", layer, ErrUnsupported)
 	}
@@ -129,31 +168,32 @@ func NewBlock(cfg *config.Config, layer int, get Getter) (*Block, error) {
 		return nil, fmt.Errorf("layer %d: head_dim %d is odd: %w", layer, cfg.HeadDim, ErrUnsupported)
 	}
 	d := dimsOf(cfg, layer)
-	b := &Block{Layer: layer, d: d}
+	if old == nil {
+		old = &Block{}
+	}
+	b := old
+	*b = Block{Layer: layer, d: d, wqkv: b.wqkv, bqkv: b.bqkv, wo: b.wo, wgu: b.wgu, wd: b.wd, inNorm: b.inNorm, postNorm: b.postNorm}
 	H := d.hidden
-	b.wqkv = make([]float32, d.qkvn()*H)
-	b.wgu = make([]float32, 2*d.inter*H)
-	b.wo = make([]float32, H*d.qn())
-	b.wd = make([]float32, H*d.inter)
-	b.inNorm = make([]float32, H)
-	b.postNorm = make([]float32, H)
+	b.wqkv = reuse(b.wqkv, d.qkvn()*H)
+	b.wgu = reuse(b.wgu, 2*d.inter*H)
+	b.wo = reuse(b.wo, H*d.qn())
+	b.wd = reuse(b.wd, H*d.inter)
+	b.inNorm = reuse(b.inNorm, H)
+	b.postNorm = reuse(b.postNorm, H)
 	if cfg.AttentionBias {
-		b.bqkv = make([]float32, d.qkvn())
+		b.bqkv = reuse(b.bqkv, d.qkvn())
+	} else {
+		b.bqkv = nil
 	}
 	load := func(p config.Part, dst []float32) error {
 		name := config.LayerTensor(layer, p)
-		v, shape, err := get(name)
+		shape, err := get(name, dst)
 		if err != nil {
 			return fmt.Errorf("layer %d %s: %w", layer, p, err)
 		}
-		want := cfg.PartShape(p)
-		if !slices.Equal(shape, want) {
+		if want := cfg.PartShape(p); !slices.Equal(shape, want) {
 			return fmt.Errorf("layer %d: tensor %q: shape %v, config implies %v: %w", layer, name, shape, want, ErrShape)
 		}
-		if len(v) != len(dst) {
-			return fmt.Errorf("layer %d: tensor %q: %d values for shape %v: %w", layer, name, len(v), shape, ErrShape)
-		}
-		copy(dst, v)
 		return nil
 	}
 	for _, p := range cfg.LayerParts() {

@@ -3,6 +3,7 @@ package forward
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
@@ -46,11 +47,18 @@ func Embed(set *safetensors.Set, cfg *config.Config, ids []int32, dst []float32)
 
 // Head is the model's output: the final RMSNorm and lm_head ([vocab, hidden]
 // float32; embed_tokens when the embeddings are tied).
+//
+// A Head is safe for concurrent use; NLL calls are serialised because they
+// share the head's logits buffers.
 type Head struct {
 	Hidden, Vocab int
 	eps           float32
 	norm          []float32
 	w             []float32
+
+	mu        sync.Mutex
+	x, logits []float32
+	nll       []float64
 }
 
 // LoadHead loads the final norm and lm_head (embed_tokens when
@@ -130,9 +138,14 @@ func (hd *Head) NLL(h []float32, ids []int32, nseq, seqlen int) []float64 {
 	pred := seqlen - 1
 	total := nseq * pred
 	R := min(hd.nllChunkRows(), total)
-	x := make([]float32, R*H)
-	logits := make([]float32, R*V)
-	nll := make([]float64, R)
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	x := grow(&hd.x, R*H)
+	logits := grow(&hd.logits, R*V)
+	if cap(hd.nll) < R {
+		hd.nll = make([]float64, R)
+	}
+	nll := hd.nll[:R]
 	sums := make([]float64, nseq)
 	for c0 := 0; c0 < total; c0 += R {
 		n := min(R, total-c0)

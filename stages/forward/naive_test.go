@@ -527,3 +527,46 @@ func TestLoadBlockErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLoadBlockInto: reloading into an old block gives the same weights as a
+// fresh load, across layers and across models of other sizes.
+func TestLoadBlockInto(t *testing.T) {
+	mA, setA := writeRandomModel(t, variants[8].json, variants[8].dt, 11) // qwen2, biases
+	mB, setB := writeRandomModel(t, variants[4].json, variants[4].dt, 12) // MQA, head_dim 24
+	var b *Block
+	var err error
+	for _, step := range []struct {
+		m     *naiveModel
+		set   *safetensors.Set
+		layer int
+	}{{mA, setA, 0}, {mA, setA, 1}, {mB, setB, 1}, {mA, setA, 0}} {
+		b, err = LoadBlockInto(b, step.set, step.m.cfg, step.layer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range config.Linears {
+			want := step.m.get(config.LayerTensor(step.layer, p))
+			got := b.Linear(p).Data
+			if len(got) != len(want) {
+				t.Fatalf("layer %d %v: %d values, want %d", step.layer, p, len(got), len(want))
+			}
+			for i := range want {
+				if float64(got[i]) != want[i] {
+					t.Fatalf("layer %d %v[%d] = %g, want %g", step.layer, p, i, got[i], want[i])
+				}
+			}
+		}
+		if (b.bqkv != nil) != step.m.cfg.AttentionBias {
+			t.Fatalf("bias present %v, config %v", b.bqkv != nil, step.m.cfg.AttentionBias)
+		}
+		if b.bqkv != nil {
+			want := step.m.get(config.LayerTensor(step.layer, config.PartVBias))
+			got := b.bqkv[len(b.bqkv)-len(want):]
+			for i := range want {
+				if float64(got[i]) != want[i] {
+					t.Fatalf("v bias[%d] = %g, want %g", i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

@@ -44,8 +44,10 @@ const selectDigit = 11
 
 // selector is per-goroutine scratch for radix selection.
 type selector struct {
-	hist [1 << selectDigit]int32
-	buf  []uint32
+	hist     [1 << selectDigit]int32
+	buf      []uint32
+	candKeys []uint32 // markFirstK's candidates
+	candIdx  []int32
 }
 
 // kth returns the key at 0-based position k of keys in ascending order, and the number of

@@ -112,6 +112,11 @@ func selectRows(ctx context.Context, name string, scores pipeline.Matrix, k int,
 
 // markFirstK sets the bits base+j of the k smallest keys, ties to the lower j (exactly the
 // first k of a stable ascending sort).
+//
+// One histogram pass over the digit just below the keys' common prefix finds the bucket
+// holding the k-th smallest key; a second pass marks every key of a lower bucket and
+// collects the (few) keys of that bucket, in index order, which are then resolved exactly
+// by radix selection and an index-ordered tie pass.
 func markFirstK(mb []uint64, base int, keys []uint32, k int, sel *selector) {
 	switch {
 	case k <= 0:
@@ -122,22 +127,65 @@ func markFirstK(mb []uint64, base int, keys []uint32, k int, sel *selector) {
 		}
 		return
 	}
-	t, less := sel.kth(keys, k-1)
-	ties := k - less // how many keys equal to t are pruned, in index order
+	lo, hi := keys[0], keys[0]
+	for _, x := range keys {
+		lo = min(lo, x)
+		hi = max(hi, x)
+	}
+	if lo == hi { // all equal: the first k indices
+		for j := range k {
+			setBit(mb, base+j)
+		}
+		return
+	}
+	rem := uint(bits.Len32(lo ^ hi))
+	sh := rem - min(rem, selectDigit)
+	mask := uint32(1)<<(rem-sh) - 1
+	h := sel.hist[:mask+1]
+	clear(h)
+	for _, x := range keys {
+		h[(x>>sh)&mask]++
+	}
+	// Bucket bk holds the key at sorted position k-1; cum keys lie in lower buckets.
+	bk, cum := uint32(0), 0
+	for ; cum+int(h[bk]) <= k-1; bk++ {
+		cum += int(h[bk])
+	}
+	need := k - cum // keys of bucket bk to prune, >= 1
+	candKeys := sel.candKeys[:0]
+	candIdx := sel.candIdx[:0]
 	var bw bitWriter
 	bw.start(mb, base)
-	for _, x := range keys {
+	for j, x := range keys {
+		d := (x >> sh) & mask
 		var b uint64
-		if x < t { // compiled to a conditional move: about half the keys are below t
+		if d < bk { // a conditional move: about half the keys are below
 			b = 1
 		}
-		if x == t && ties > 0 { // rare and predictable
-			ties--
-			b = 1
+		if d == bk { // rare and predictable
+			candKeys = append(candKeys, x)
+			candIdx = append(candIdx, int32(j))
 		}
 		bw.put(b)
 	}
 	bw.flush()
+	sel.candKeys, sel.candIdx = candKeys, candIdx
+	if need == len(candKeys) {
+		for _, j := range candIdx {
+			setBit(mb, base+int(j))
+		}
+		return
+	}
+	t, less := sel.kth(candKeys, need-1)
+	ties := need - less // candidates equal to t that are pruned, in index order
+	for c, x := range candKeys {
+		if x < t {
+			setBit(mb, base+int(candIdx[c]))
+		} else if x == t && ties > 0 {
+			ties--
+			setBit(mb, base+int(candIdx[c]))
+		}
+	}
 }
 
 // bitWriter ORs a stream of bits into a bitset from position base on, a word at a time.
