@@ -34,7 +34,7 @@ gives each linear layer's input statistics, the method prunes all seven linears 
 and a forward pass of the pruned layer produces the next layer's input. The output is a
 complete Hugging Face model directory with pruned tensors in the source dtype (+0.0 zeros),
 written to a temporary sibling and renamed into place when complete.`,
-		Flags: pruneFlags(),
+		Flags: append(pruneFlags(), pluginFlags()...),
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -180,7 +180,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		}
 		method.Solver = solver.NewSparseGPT(solver.Options{})
 	case isPluginSpec(methodName):
-		m, closeFn, err := openMetricPlugin(c, methodName)
+		m, closeFn, err := loadMetricPlugin(c, methodName)
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 	}
 	if method.Solver == nil {
 		if isPluginSpec(patSpec) {
-			p, closeFn, err := openPatternPlugin(c, patSpec)
+			p, closeFn, err := loadPatternPlugin(c, patSpec)
 			if err != nil {
 				return err
 			}
