@@ -286,14 +286,14 @@ func (c *conn) pid() int {
 func (c *conn) Close() error {
 	var err error
 	c.closeMu.Do(func() {
-		c.kill(nil)
-		c.mu.Lock() // wait for calls in flight (they fail fast now)
-		defer c.mu.Unlock()
 		c.deadMu.Lock()
 		if c.dead == nil {
 			c.dead = ErrClosed
 		}
 		c.deadMu.Unlock()
+		c.kill(nil)
+		c.mu.Lock() // wait for calls in flight (they fail fast now)
+		defer c.mu.Unlock()
 		if c.pool != nil {
 			err = c.pool.Close()
 		}

@@ -213,19 +213,19 @@ func TestEvalWikiTextReference(t *testing.T) {
 	if want == 0 {
 		t.Fatal("results.json has no dense run")
 	}
+	// One full evaluation from the raw text. The reference's token ids give the same number:
+	// format/tokenizer's tests show the text tokenizes to exactly those ids, and here the two
+	// inputs must give identical results over the first 64 windows (a full second pass would
+	// double the test's time without checking anything more).
 	fromText := evalRunJSON(t, "--model", model, "--data", data, "--seqlen", "512")
-	fromIDs := evalRunJSON(t, "--model", model, "--tokens", refIDs, "--tokens-key", "wikitext_test_ids", "--seqlen", "512")
-	for _, r := range []struct {
-		name string
-		r    evalResultJSON
-	}{{"--data", fromText}, {"--tokens", fromIDs}} {
-		rel := math.Abs(r.r.PPL-want) / want
-		t.Logf("%s: ppl %.5f (reference %.5f, rel %.2g), %d windows, %d tokens, %.1f s, %.0f tokens/s",
-			r.name, r.r.PPL, want, rel, r.r.Windows, r.r.Tokens, r.r.Seconds, r.r.TokensPerSecond)
-		if rel > 1e-3 {
-			t.Errorf("%s: ppl %g differs from the reference %g by more than 0.1%%", r.name, r.r.PPL, want)
-		}
+	rel := math.Abs(fromText.PPL-want) / want
+	t.Logf("--data: ppl %.5f (reference %.5f, rel %.2g), %d windows, %d tokens, %.1f s, %.0f tokens/s",
+		fromText.PPL, want, rel, fromText.Windows, fromText.Tokens, fromText.Seconds, fromText.TokensPerSecond)
+	if rel > 1e-3 {
+		t.Errorf("--data: ppl %g differs from the reference %g by more than 0.1%%", fromText.PPL, want)
 	}
+	fromText = evalRunJSON(t, "--model", model, "--data", data, "--seqlen", "512", "--max-windows", "64")
+	fromIDs := evalRunJSON(t, "--model", model, "--tokens", refIDs, "--tokens-key", "wikitext_test_ids", "--seqlen", "512", "--max-windows", "64")
 	if fromText.PPL != fromIDs.PPL || fromText.Windows != fromIDs.Windows {
 		t.Errorf("--data gives ppl %v over %d windows, --tokens %v over %d", fromText.PPL, fromText.Windows, fromIDs.PPL, fromIDs.Windows)
 	}

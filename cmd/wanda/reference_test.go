@@ -230,8 +230,10 @@ func TestReferenceTextCalibration(t *testing.T) {
 	}
 	shared := inspSharedDir(t)
 	res := loadRefResults(t, shared)
+	// One run per pattern (methods alternating) keeps the test's time reasonable; each run prunes twice.
+	picked := map[string]bool{"wanda/unstructured": true, "sparsegpt/2:4": true, "wanda/4:8": true}
 	for _, run := range res.Runs {
-		if run.Method == "dense" || run.Method == "magnitude" {
+		if !picked[run.Method+"/"+run.Pattern] {
 			continue
 		}
 		t.Run(run.Method+"/"+run.Pattern, func(t *testing.T) {

@@ -409,7 +409,9 @@ func (s *patternServer) Select(_ context.Context, req *pb.SelectRequest) (*pb.Se
 // "@level"/"@message" keys), so the host logs the plugin's records at their own levels.
 func Logger() *slog.Logger { return logger }
 
-var logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+var logger = slog.New(slog.NewJSONHandler(os.Stderr, loggerOptions))
+
+var loggerOptions = &slog.HandlerOptions{
 	Level: slog.LevelDebug,
 	ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 		if len(groups) > 0 {
@@ -436,4 +438,4 @@ var logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
 		}
 		return a
 	},
-}))
+}
