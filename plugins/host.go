@@ -274,6 +274,14 @@ func (c *conn) deadErr() error {
 	return c.dead
 }
 
+// closedErr is the error of a call to a dead plugin; dead says why it is gone.
+func (c *conn) closedErr(op string, li *pipeline.LayerInfo, dead error) error {
+	if errors.Is(dead, ErrClosed) {
+		return c.errf(op, li, ErrClosed)
+	}
+	return c.errf(op, li, ErrClosed, dead)
+}
+
 // pid returns the plugin's process id (0 if it never started).
 func (c *conn) pid() int {
 	if c.cmd == nil || c.cmd.Process == nil {
@@ -304,7 +312,7 @@ func (c *conn) Close() error {
 // call runs rpc under the per-call timeout and turns its failure into an *Error.
 func (c *conn) call(ctx context.Context, op string, li *pipeline.LayerInfo, rpc func(ctx context.Context) error) error {
 	if err := c.deadErr(); err != nil {
-		return c.errf(op, li, ErrClosed, err)
+		return c.closedErr(op, li, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -320,7 +328,7 @@ func (c *conn) call(ctx context.Context, op string, li *pipeline.LayerInfo, rpc 
 func (c *conn) callError(ctx, cctx context.Context, op string, li *pipeline.LayerInfo, err error) error {
 	st, _ := status.FromError(err)
 	if dead := c.deadErr(); dead != nil {
-		return c.errf(op, li, ErrClosed, dead)
+		return c.closedErr(op, li, dead)
 	}
 	switch {
 	case ctx.Err() != nil:

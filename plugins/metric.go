@@ -71,7 +71,7 @@ func (m *Metric) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stat
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if err := c.deadErr(); err != nil {
-		return pipeline.Matrix{}, c.errf("score", li, ErrClosed, err)
+		return pipeline.Matrix{}, c.closedErr("score", li, err)
 	}
 	wBytes := 4 * len(w.Data)
 	sOff := shm.AlignUp(wBytes)

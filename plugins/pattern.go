@@ -75,7 +75,7 @@ func (p *Pattern) Select(ctx context.Context, scores pipeline.Matrix, t pipeline
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if err := c.deadErr(); err != nil {
-		return nil, c.errf("select", li, ErrClosed, err)
+		return nil, c.closedErr("select", li, err)
 	}
 	in, err := c.pool.Get(4 * n)
 	if err != nil {

@@ -20,6 +20,8 @@ import (
 	"github.com/wanda-go/wanda/format/textdata"
 	"github.com/wanda-go/wanda/format/tokenizer"
 	"github.com/wanda-go/wanda/stages/eval"
+	"github.com/wanda-go/wanda/stages/forward"
+	"github.com/wanda-go/wanda/stages/pack"
 	"github.com/wanda-go/wanda/tensor"
 )
 
@@ -31,7 +33,8 @@ func init() {
 	register(&cli.Command{
 		Name:  "eval",
 		Usage: "measure perplexity (reference protocol: text tokenized once with BOS, non-overlapping windows)",
-		Description: "Evaluates a model directory on an evaluation text (--data) or on pre-tokenized ids\n" +
+		Description: "Evaluates a model directory (dense, or packed by \"wanda pack\" / \"prune --pack\") on an\n" +
+			"evaluation text (--data) or on pre-tokenized ids\n" +
 			"(--tokens FILE.safetensors --tokens-key NAME). The ids are cut into numel/seqlen\n" +
 			"non-overlapping windows; ppl = exp(mean over windows of the mean next-token NLL).",
 		Flags: []cli.Flag{
@@ -49,6 +52,9 @@ func init() {
 		Action: runEval,
 	})
 }
+
+// pack.Reader is the dense view eval reads a model directory through.
+var _ forward.Source = pack.Reader(nil)
 
 // evalResultJSON is the --json output.
 type evalResultJSON struct {
@@ -119,11 +125,13 @@ func runEval(c *cli.Context) error {
 		return fmt.Errorf("eval: seqlen %d exceeds the %d tokens of the data: %w", seqlen, len(ids), eval.ErrTooFewTokens)
 	}
 
-	set, err := safetensors.OpenDir(dir)
+	// A dense view: packed (compressed-tensors) linears are unpacked as each
+	// block is loaded, giving the same float32 weights as the dense model.
+	src, err := pack.Open(dir)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	defer set.Close()
+	defer src.Close()
 
 	opt := eval.Options{SeqLen: seqlen, MaxWindows: c.Int("max-windows"), MemoryBudget: int64(c.Int("memory-mib")) << 20}
 	var bar *progressBar
@@ -131,8 +139,8 @@ func runEval(c *cli.Context) error {
 		bar = &progressBar{w: f}
 		opt.Progress = bar.update
 	}
-	slog.Debug("eval", "model", dir, "config", cfg.String(), "tokens", len(ids), "seqlen", seqlen)
-	res, err := eval.Perplexity(c.Context, set, cfg, ids, opt)
+	slog.Debug("eval", "model", dir, "format", src.Format(), "config", cfg.String(), "tokens", len(ids), "seqlen", seqlen)
+	res, err := eval.PerplexityFrom(c.Context, src, cfg, ids, opt)
 	if bar != nil {
 		bar.finish()
 	}

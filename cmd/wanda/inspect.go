@@ -15,6 +15,8 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/stages/pack"
 )
 
 func init() {
@@ -28,9 +30,14 @@ linears of every layer: the fraction of exact zeros (+0.0 and -0.0), the number 
 zeros (-0.0, which some 2:4 kernels mishandle) and whether the tensor satisfies 2:4 and 4:8
 (every aligned group of M consecutive inputs in each row holds at least N zeros; a trailing
 partial group must hold min(N, its size)). Tensors are scanned one at a time from the memory
-map, on their raw bytes, and their pages are released afterwards.`,
+map, on their raw bytes, and their pages are released afterwards.
+
+A packed directory (compressed-tensors sparse-24-bitmask or sparse-bitmask, as written by
+"wanda pack" or "wanda prune --pack") is read through its dense view: tensors are listed by
+their dense names, each packed one is unpacked for the scan, and the report names the format
+(from config.json's sparsity_config) and which tensors are stored packed.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Usage: "model directory (config.json + safetensors)", Required: true},
+			&cli.StringFlag{Name: "model", Usage: "model directory (config.json + safetensors), dense or packed", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON document instead of tables"},
 		},
 		Action: func(c *cli.Context) error {
@@ -59,6 +66,11 @@ type inspectReport struct {
 	Tensors      []inspectTensor `json:"tensors"` // config order (embeddings, layers, norm, lm_head), then extras by name
 	Prunable     inspectTotals   `json:"prunable"`
 	Problems     []string        `json:"problems"` // missing/unexpected tensors, shape mismatches; empty when consistent
+	// Format is "dense", or the compressed-tensors format of a packed
+	// directory ("sparse-24-bitmask", "sparse-bitmask").
+	Format         string                 `json:"format"`
+	SparsityConfig *sparse.SparsityConfig `json:"sparsity_config,omitempty"` // config.json's, packed directories only
+	PackedTensors  int                    `json:"packed_tensors"`            // tensors stored packed
 }
 
 type inspectArch struct {
@@ -84,7 +96,8 @@ type inspectTensor struct {
 	Name     string          `json:"name"`
 	DType    string          `json:"dtype"`
 	Shape    []int64         `json:"shape"`
-	Shard    string          `json:"shard"`              // file name of the shard
+	Shard    string          `json:"shard"`              // file name of the shard (of the .compressed part when packed)
+	Packed   bool            `json:"packed,omitempty"`   // stored packed; Name, DType and Shape are the dense tensor's
 	Sparsity *tensorSparsity `json:"sparsity,omitempty"` // prunable linears only
 }
 
@@ -108,12 +121,18 @@ type inspectTotals struct {
 	All4of8       bool    `json:"all_satisfy_4_8"`
 }
 
-// inspectModel scans the model in dir.
+// inspectModel scans the model in dir (dense or packed).
 func inspectModel(dir string) (*inspectReport, error) {
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
 	}
+	r, err := pack.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	// The stored files, for the shard each tensor (or its packed parts) lives in.
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, err
@@ -130,14 +149,16 @@ func inspectModel(dir string) (*inspectReport, error) {
 			RMSNormEps: cfg.RMSNormEps, RopeTheta: cfg.RopeTheta, RopeScaling: cfg.RopeScaling,
 			TieWordEmbeddings: cfg.TieWordEmbeddings, AttentionBias: cfg.AttentionBias,
 		},
-		Shards:   []string{},
-		Problems: []string{},
-		Prunable: inspectTotals{All2of4: true, All4of8: true},
+		Shards:         []string{},
+		Problems:       []string{},
+		Prunable:       inspectTotals{All2of4: true, All4of8: true},
+		Format:         string(r.Format()),
+		SparsityConfig: r.SparsityConfig(),
 	}
 	if rep.Architecture.Architectures == nil {
 		rep.Architecture.Architectures = []string{}
 	}
-	for _, s := range set.Shards() {
+	for _, s := range r.Shards() {
 		rep.Shards = append(rep.Shards, filepath.Base(s))
 	}
 
@@ -147,14 +168,14 @@ func inspectModel(dir string) (*inspectReport, error) {
 	var names []string
 	for _, e := range expected {
 		want[e.Name] = e.Shape
-		if _, ok := set.Tensor(e.Name); ok {
+		if _, ok := r.Shape(e.Name); ok {
 			names = append(names, e.Name)
 		} else {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("missing tensor %s (shape %s)", e.Name, shapeString(e.Shape)))
 		}
 	}
 	var extra []string
-	for _, n := range set.Names() {
+	for _, n := range r.Names() {
 		if _, ok := want[n]; !ok {
 			extra = append(extra, n)
 		}
@@ -169,20 +190,42 @@ func inspectModel(dir string) (*inspectReport, error) {
 	names = append(names, extra...)
 
 	for _, name := range names {
-		t, _ := set.Tensor(name)
-		it := inspectTensor{Name: name, DType: t.DType.String(), Shape: t.Shape, Shard: filepath.Base(t.File)}
+		dt, _ := r.DType(name)
+		shape, _ := r.Shape(name)
+		packed := r.Packed(name)
+		stored := name
+		if packed {
+			p, _ := sparse.Prefix(name)
+			stored = p + sparse.SuffixCompressed
+		}
+		file := ""
+		if t, ok := set.Tensor(stored); ok {
+			file = t.File
+		}
+		it := inspectTensor{Name: name, DType: dt.String(), Shape: shape, Shard: filepath.Base(file), Packed: packed}
 		if it.Shape == nil {
 			it.Shape = []int64{}
 		}
-		rep.NumParams += t.Numel()
-		if ws, ok := want[name]; ok && !equalShape(ws, t.Shape) {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: shape %s, config implies %s", name, shapeString(t.Shape), shapeString(ws)))
+		if packed {
+			rep.PackedTensors++
+		}
+		numel := int64(1)
+		for _, d := range shape {
+			numel *= d
+		}
+		rep.NumParams += numel
+		if ws, ok := want[name]; ok && !equalShape(ws, shape) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: shape %s, config implies %s", name, shapeString(shape), shapeString(ws)))
 		}
 		if _, p, ok := config.ParseLayerTensor(name); ok && p.IsLinear() {
-			sp, err := scanSparsity(t)
-			set.Release(name)
+			data, err := r.Bytes(name)
+			var sp *tensorSparsity
+			if err == nil {
+				sp, err = scanSparsity(dt, shape, data)
+			}
+			r.Release(name)
 			if err != nil {
-				return nil, fmt.Errorf("%s: tensor %q: %w", t.File, name, err)
+				return nil, fmt.Errorf("%s: tensor %q: %w", file, name, err)
 			}
 			it.Sparsity = sp
 			tot := &rep.Prunable
@@ -283,31 +326,33 @@ func satisfiesNM(codes []uint8, n, m int) bool {
 	return true
 }
 
-// scanSparsity counts the zeros of a weight [out, in...] straight from its raw
-// little-endian bytes (rows = first dimension, columns = the product of the
-// rest), one row at a time, and checks the 2:4 and 4:8 patterns.
-func scanSparsity(t *safetensors.Tensor) (*tensorSparsity, error) {
-	if len(t.Shape) < 1 {
+// scanSparsity counts the zeros of a weight [out, in...] (dtype dt) straight
+// from its raw little-endian bytes data (rows = first dimension, columns = the
+// product of the rest), one row at a time, and checks the 2:4 and 4:8 patterns.
+func scanSparsity(dt dtype.DType, shape []int64, data []byte) (*tensorSparsity, error) {
+	if len(shape) < 1 {
 		return nil, fmt.Errorf("a scalar is not a weight matrix")
 	}
-	if t.DType == dtype.Invalid || t.DType.Size() <= 0 {
-		return nil, fmt.Errorf("cannot scan dtype %v", t.DType)
+	if dt == dtype.Invalid || dt.Size() <= 0 {
+		return nil, fmt.Errorf("cannot scan dtype %v", dt)
 	}
-	size := int64(t.DType.Size())
-	data := t.Bytes()
-	n := t.Numel()
+	size := int64(dt.Size())
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
 	if int64(len(data)) != n*size {
-		return nil, fmt.Errorf("%d data bytes for %d elements of %v", len(data), n, t.DType)
+		return nil, fmt.Errorf("%d data bytes for %d elements of %v", len(data), n, dt)
 	}
 	sp := &tensorSparsity{Numel: n, Is2of4: true, Is4of8: true}
-	rows := t.Shape[0]
+	rows := shape[0]
 	if rows == 0 || n == 0 {
 		return sp, nil
 	}
 	cols := n / rows
 	codes := make([]uint8, cols)
 	for r := int64(0); r < rows; r++ {
-		classifyRow(codes, data[r*cols*size:(r+1)*cols*size], t.DType)
+		classifyRow(codes, data[r*cols*size:(r+1)*cols*size], dt)
 		for _, c := range codes {
 			if c != notZero {
 				sp.Zeros++
@@ -370,19 +415,41 @@ func (r *inspectReport) writeText(w io.Writer) error {
 		files = r.Shards[0] + " … " + r.Shards[len(r.Shards)-1]
 	}
 	fmt.Fprintf(tw, "weights\t%d tensors, %d parameters in %d file(s): %s\n", r.NumTensors, r.NumParams, len(r.Shards), files)
+	packed := r.Format != "" && r.Format != string(sparse.FormatDense)
+	if packed {
+		f := r.Format
+		if sc := r.SparsityConfig; sc != nil {
+			f += fmt.Sprintf(" (structure %s, global sparsity %.4f)", sc.SparsityStructure, sc.GlobalSparsity)
+		}
+		fmt.Fprintf(tw, "packed\t%s; %d tensors stored packed, shown here unpacked\n", f, r.PackedTensors)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tZEROS\t-0.0\t2:4\t4:8\tSHARD")
+	// A packed directory gets a STORED column (packed or dense) before SHARD.
+	stored := func(t inspectTensor) string {
+		if !packed {
+			return ""
+		}
+		if t.Packed {
+			return "packed\t"
+		}
+		return "dense\t"
+	}
+	head := "TENSOR\tDTYPE\tSHAPE\tZEROS\t-0.0\t2:4\t4:8\tSHARD"
+	if packed {
+		head = "TENSOR\tDTYPE\tSHAPE\tZEROS\t-0.0\t2:4\t4:8\tSTORED\tSHARD"
+	}
+	fmt.Fprintln(tw, head)
 	for _, t := range r.Tensors {
 		if sp := t.Sparsity; sp != nil {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s\n", t.Name, t.DType, shapeString(t.Shape),
-				100*sp.ZeroFraction, sp.NegativeZeros, yesNo(sp.Is2of4), yesNo(sp.Is4of8), t.Shard)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s%s\n", t.Name, t.DType, shapeString(t.Shape),
+				100*sp.ZeroFraction, sp.NegativeZeros, yesNo(sp.Is2of4), yesNo(sp.Is4of8), stored(t), t.Shard)
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t%s\n", t.Name, t.DType, shapeString(t.Shape), t.Shard)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t%s%s\n", t.Name, t.DType, shapeString(t.Shape), stored(t), t.Shard)
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -87,6 +87,12 @@ func ChunkWindows(cfg *config.Config, seqlen int, budget int64) int {
 // Perplexity evaluates the model in set/cfg on ids (the tokenized text, BOS
 // included) with the reference protocol. It checks ctx between blocks.
 func Perplexity(ctx context.Context, set *safetensors.Set, cfg *config.Config, ids []int32, opt Options) (Result, error) {
+	return PerplexityFrom(ctx, forward.SetSource(set), cfg, ids, opt)
+}
+
+// PerplexityFrom is Perplexity reading the weights from any forward.Source,
+// such as stages/pack's Reader over a packed (compressed-tensors) directory.
+func PerplexityFrom(ctx context.Context, src forward.Source, cfg *config.Config, ids []int32, opt Options) (Result, error) {
 	T := opt.SeqLen
 	if T < 2 {
 		return Result{}, fmt.Errorf("seqlen %d: %w (want ≥ 2)", T, ErrBadOptions)
@@ -130,7 +136,7 @@ func Perplexity(ctx context.Context, set *safetensors.Set, cfg *config.Config, i
 	rope := forward.NewRope(cfg, T)
 	var scratch forward.Scratch
 	var blk *forward.Block
-	head, err := forward.LoadHead(set, cfg)
+	head, err := forward.LoadHeadFrom(src, cfg)
 	if err != nil {
 		return Result{}, err
 	}
@@ -139,16 +145,16 @@ func Perplexity(ctx context.Context, set *safetensors.Set, cfg *config.Config, i
 		n := min(cw, nw-w0)
 		cids := ids[w0*T : (w0+n)*T]
 		hc := h[:n*T*H]
-		if err := forward.Embed(set, cfg, cids, hc); err != nil {
+		if err := forward.EmbedFrom(src, cfg, cids, hc); err != nil {
 			return Result{}, err
 		}
-		set.Release(config.EmbedTokens)
+		src.Release(config.EmbedTokens)
 		prog.Chunk = c
 		for l := range L {
 			if err := ctx.Err(); err != nil {
 				return Result{}, err
 			}
-			blk, err = forward.LoadBlockInto(blk, set, cfg, l)
+			blk, err = forward.LoadBlockIntoFrom(blk, src, cfg, l)
 			if err != nil {
 				return Result{}, err
 			}

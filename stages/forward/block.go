@@ -94,7 +94,7 @@ type Getter func(name string) ([]float32, []int64, error)
 // LoadBlock loads layer's weights from set, widening them to float32, and
 // releases the tensors' mapped pages afterwards.
 func LoadBlock(set *safetensors.Set, cfg *config.Config, layer int) (*Block, error) {
-	return LoadBlockInto(nil, set, cfg, layer)
+	return LoadBlockIntoFrom(nil, SetSource(set), cfg, layer)
 }
 
 // LoadBlockInto is LoadBlock reusing the buffers of old (a block of the same
@@ -103,22 +103,32 @@ func LoadBlock(set *safetensors.Set, cfg *config.Config, layer int) (*Block, err
 // success the returned block is old refilled (when old fits); old must not be
 // used afterwards either way.
 func LoadBlockInto(old *Block, set *safetensors.Set, cfg *config.Config, layer int) (*Block, error) {
+	return LoadBlockIntoFrom(old, SetSource(set), cfg, layer)
+}
+
+// LoadBlockFrom is LoadBlock reading from any Source.
+func LoadBlockFrom(src Source, cfg *config.Config, layer int) (*Block, error) {
+	return LoadBlockIntoFrom(nil, src, cfg, layer)
+}
+
+// LoadBlockIntoFrom is LoadBlockInto reading from any Source.
+func LoadBlockIntoFrom(old *Block, src Source, cfg *config.Config, layer int) (*Block, error) {
 	var names []string
 	defer func() {
 		for _, n := range names {
-			set.Release(n)
+			src.Release(n)
 		}
 	}()
 	return newBlock(old, cfg, layer, func(name string, dst []float32) ([]int64, error) {
-		t, err := set.Get(name)
+		dt, shape, err := lookup(src, name)
 		if err != nil {
 			return nil, err
 		}
 		names = append(names, name)
-		if t.Numel() != int64(len(dst)) {
-			return t.Shape, nil // the shape check reports it
+		if numelOf(shape) != int64(len(dst)) {
+			return shape, nil // the shape check reports it
 		}
-		return t.Shape, t.ReadFloat32(dst)
+		return shape, readFloat32(src, name, dt, dst)
 	})
 }
 

@@ -16,7 +16,10 @@
 // attention runs per (sequence, head, query tile) on goroutines, so the T×T
 // score matrix is never materialised for all heads at once.
 //
-// Weights are widened to float32 once when a block is loaded (bf16, f16, f32
+// Weights come from a Source (DType, Shape, Bytes, Release by dense tensor
+// name): a safetensors set through SetSource, or a dense view of a packed
+// directory; the *safetensors.Set functions (LoadBlock, Embed, LoadHead) are
+// wrappers of the ...From ones. Weights are widened to float32 once when a block is loaded (bf16, f16, f32
 // or f64 on disk), and a Block exposes each linear as a mutable
 // pipeline.Matrix view so that a pruning stage can zero weights in place
 // between a dense and a pruned forward pass.

@@ -15,31 +15,41 @@ import (
 // only the rows it needs from the (memory-mapped) embed_tokens tensor. An id
 // outside [0, vocab) gives ErrTokenRange.
 func Embed(set *safetensors.Set, cfg *config.Config, ids []int32, dst []float32) error {
-	t, err := set.Get(config.EmbedTokens)
+	return EmbedFrom(SetSource(set), cfg, ids, dst)
+}
+
+// EmbedFrom is Embed reading from any Source (whose embed_tokens Bytes
+// should be a view, not a copy, for this to stay cheap).
+func EmbedFrom(src Source, cfg *config.Config, ids []int32, dst []float32) error {
+	name := config.EmbedTokens
+	dt, shape, err := lookup(src, name)
 	if err != nil {
 		return err
 	}
 	V, H := cfg.VocabSize, cfg.HiddenSize
-	if want := []int64{int64(V), int64(H)}; !slices.Equal(t.Shape, want) {
-		return fmt.Errorf("%s: tensor %q: shape %v, config implies %v: %w", t.File, t.Name, t.Shape, want, ErrShape)
+	if want := []int64{int64(V), int64(H)}; !slices.Equal(shape, want) {
+		return fmt.Errorf("tensor %q: shape %v, config implies %v: %w", name, shape, want, ErrShape)
 	}
-	if !t.DType.IsFloat() {
-		return fmt.Errorf("%s: tensor %q: dtype %s is not a float type: %w", t.File, t.Name, t.DType, ErrUnsupported)
+	if !dt.IsFloat() {
+		return fmt.Errorf("tensor %q: dtype %s is not a float type: %w", name, dt, ErrUnsupported)
 	}
 	if len(dst) < len(ids)*H {
 		panic(fmt.Sprintf("forward: Embed: dst has %d values, need %d×%d", len(dst), len(ids), H))
 	}
-	raw := t.Bytes()
-	if raw == nil {
-		return fmt.Errorf("%s: tensor %q: file is closed", t.File, t.Name)
+	raw, err := src.Bytes(name)
+	if err != nil {
+		return err
 	}
-	rb := H * t.DType.Size()
+	rb := H * dt.Size()
+	if len(raw) != V*rb {
+		return fmt.Errorf("tensor %q: %d bytes for shape %v: %w", name, len(raw), shape, ErrShape)
+	}
 	for i, id := range ids {
 		if id < 0 || int(id) >= V {
 			return fmt.Errorf("position %d: id %d, vocab_size %d: %w", i, id, V, ErrTokenRange)
 		}
-		if err := dtype.ToFloat32(dst[i*H:(i+1)*H], raw[int(id)*rb:(int(id)+1)*rb], t.DType); err != nil {
-			return fmt.Errorf("%s: tensor %q: %w", t.File, t.Name, err)
+		if err := dtype.ToFloat32(dst[i*H:(i+1)*H], raw[int(id)*rb:(int(id)+1)*rb], dt); err != nil {
+			return fmt.Errorf("tensor %q: %w", name, err)
 		}
 	}
 	return nil
@@ -64,17 +74,26 @@ type Head struct {
 // LoadHead loads the final norm and lm_head (embed_tokens when
 // cfg.TieWordEmbeddings) widened to float32, releasing their mapped pages.
 func LoadHead(set *safetensors.Set, cfg *config.Config) (*Head, error) {
+	return LoadHeadFrom(SetSource(set), cfg)
+}
+
+// LoadHeadFrom is LoadHead reading from any Source.
+func LoadHeadFrom(src Source, cfg *config.Config) (*Head, error) {
 	V, H := cfg.VocabSize, cfg.HiddenSize
 	get := func(name string, want []int64) ([]float32, error) {
-		t, err := set.Get(name)
+		dt, shape, err := lookup(src, name)
 		if err != nil {
 			return nil, err
 		}
-		defer set.Release(name)
-		if !slices.Equal(t.Shape, want) {
-			return nil, fmt.Errorf("%s: tensor %q: shape %v, config implies %v: %w", t.File, name, t.Shape, want, ErrShape)
+		defer src.Release(name)
+		if !slices.Equal(shape, want) {
+			return nil, fmt.Errorf("tensor %q: shape %v, config implies %v: %w", name, shape, want, ErrShape)
 		}
-		return t.Float32()
+		out := make([]float32, numelOf(shape))
+		if err := readFloat32(src, name, dt, out); err != nil {
+			return nil, err
+		}
+		return out, nil
 	}
 	norm, err := get(config.FinalNorm, []int64{int64(H)})
 	if err != nil {
