@@ -157,3 +157,41 @@ func TestPruneOutputDirectory(t *testing.T) {
 		}
 	}
 }
+
+// TestActivationScratchFile: with an activation budget too small for RAM the activations live
+// in a memory-mapped scratch file; the pruned model is the same, and the file is gone afterwards.
+func TestActivationScratchFile(t *testing.T) {
+	model := genTiny(t, gen.Default())
+	root := t.TempDir()
+	calib := filepath.Join(root, "calib.jsonl")
+	writeDemoCalib(t, calib)
+	scratch := filepath.Join(root, "scratch")
+	os.Mkdir(scratch, 0o755)
+	outs := map[string]string{}
+	for _, budget := range []string{"4GiB", "1KiB"} {
+		out := filepath.Join(root, "out-"+budget)
+		stdout, err := inspRun(t, "", "prune", "--model", model, "--out", out, "--calib", calib, "--nsamples", "6",
+			"--seqlen", "40", "--activation-budget", budget, "--scratch-dir", scratch, "--chunk-tokens", "80", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep pipeline.Report
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"4GiB": "ram", "1KiB": "scratch-file"}[budget]
+		if rep.ActivationsOn != want {
+			t.Errorf("budget %s: activations in %q, want %q", budget, rep.ActivationsOn, want)
+		}
+		outs[budget] = out
+	}
+	a, b := modelFiles(t, outs["4GiB"]), modelFiles(t, outs["1KiB"])
+	for name, data := range a {
+		if string(b[name]) != string(data) {
+			t.Errorf("%s differs between RAM and scratch-file activations", name)
+		}
+	}
+	if ents, _ := os.ReadDir(scratch); len(ents) != 0 {
+		t.Errorf("scratch directory not empty: %d entries", len(ents))
+	}
+}
