@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/stages/eval"
 	"github.com/wanda-go/wanda/testdata/gen"
 )
 
@@ -75,6 +77,30 @@ func (f *packedEvalFixture) ppl(t *testing.T, dir string) float64 {
 	return r.PPL
 }
 
+// setPPL evaluates the dense dir with eval.Perplexity on a plain
+// safetensors set (window 32, same tokenization as the CLI).
+func setPPL(t *testing.T, dir, text string) float64 {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tokenizeEvalText(dir, text, "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	res, err := eval.Perplexity(context.Background(), set, cfg, ids, eval.Options{SeqLen: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.PPL
+}
+
 // storedPacked checks that dir really stores its linears packed in format
 // want: config.json names it and the files hold .compressed parts, not the
 // dense linears.
@@ -119,6 +145,11 @@ func TestPackedEvalEqualsDense(t *testing.T) {
 	t.Logf("ppl: original %.17g, 2:4 dense %.17g, 2:4 packed %.17g", base, d24, p24)
 	if d24 != p24 {
 		t.Errorf("2:4: packed ppl %.17g != dense ppl %.17g", p24, d24)
+	}
+	// The CLI reads a dense directory through pack.Open; the plain
+	// safetensors path gives the same number.
+	if got := setPPL(t, dense24, f.text); got != d24 {
+		t.Errorf("2:4 dense: eval.Perplexity on the safetensors set %.17g, CLI %.17g", got, d24)
 	}
 	if d24 == base {
 		t.Errorf("2:4 pruning left the perplexity unchanged (%.17g): eval did not see the pruned weights", base)
