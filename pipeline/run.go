@@ -90,6 +90,8 @@ type Options struct {
 	// Resume continues from the checkpoint found there. The work directory is emptied on success.
 	WorkDir string
 	Resume  bool
+	// ExtraBytes is added to the free space the output needs (e.g. a packed copy).
+	ExtraBytes int64
 
 	Progress io.Writer // progress bar destination (drawn only on a terminal)
 	Logger   *slog.Logger

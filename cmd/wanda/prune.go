@@ -235,6 +235,13 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		fmt.Fprintf(os.Stderr, "note: --method %s uses no calibration data; ignoring it\n", methodName)
 	}
 	opt.Model = newFwdModel(set, cfg, seqlen)
+	if c.Bool("pack") {
+		// The packed copy is written beside the dense one before it replaces it.
+		for _, name := range set.Names() {
+			t, _ := set.Tensor(name)
+			opt.ExtraBytes += t.Numel() * int64(t.DType.Size())
+		}
+	}
 	opt.Finish = func(dir string, rep *pipeline.Report) error { return finishOutput(c, cfg, dir, rep) }
 
 	rep, err := pipeline.Run(ctx, opt)
