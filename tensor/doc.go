@@ -64,15 +64,31 @@
 // same tiling are used (correct, several times slower). No cgo, no build
 // tags and no GOEXPERIMENT are needed for the fast path.
 //
-// # Measured (this machine, 2 threads)
+// # Measured
 //
-// bench/gemm/run.sh times tensor.Sgemm against OpenBLAS cblas_sgemm (2
-// threads) on the shapes that matter, interleaved in one run, best of
-// several repetitions. The machine is shared with other jobs, so absolute
-// numbers vary between runs; see the package report for a recorded table.
-// Single-threaded, the blocked Sgemm reaches 90–95 GFLOP/s on the tiny
-// model's shapes (m=512, k,n ∈ {384,1024}) against ~99 for the
-// microkernel alone and 80–92 for OpenBLAS on one thread.
+// bench/gemm/run.sh times tensor.Sgemm against OpenBLAS 0.3.21 cblas_sgemm
+// (Debian libopenblas-dev) on the shapes that matter, interleaved in one
+// run, best of several repetitions (go run -tags openblas ./bench/gemm).
+// GFLOP/s on this 2-core Zen 4 VM, November 2026:
+//
+//	                         1 thread            2 threads (machine busy)
+//	shape (m,n,k)            ours  OpenBLAS      ours  OpenBLAS  ratio
+//	NT 512,1024,384          91.8  88.5          71.2   65.7     1.08
+//	NT 512,384,1024          91.8  90.0         134.2  116.2     1.16
+//	NT 512,384,384           95.6  91.5          84.0   90.3     0.93
+//	NT 2048,11008,4096       61.5  61.4          45.0   41.7     1.08
+//	TN 384,384,512 (Xᵀ·X)    90.2  92.9          79.7   69.3     1.15
+//	TN 1024,1024,512         89.7  91.2          79.7   59.9     1.33
+//	TN 4096,4096,2048        61.7  61.2          39.0   43.5     0.90
+//	TN 11008,11008,2048      57.1  60.9          52.0   56.9     0.91
+//
+// The machine was shared with other jobs during all of these runs (its
+// CPUs were ~100% busy before every timed pair), which is why the 7B-sized
+// rows and the 2-thread columns are far below the ~100 GFLOP/s per core
+// both libraries reach on an idle core; the ratio is the meaningful part.
+// Per CPU-second actually obtained, the 7B shapes ran at 81–86 (ours) and
+// 86–90 (OpenBLAS) GFLOP/s on one thread. The microkernel alone reaches
+// 99 GFLOP/s on one core (BenchmarkMicroKernel).
 //
 // # Numerics
 //

@@ -33,6 +33,8 @@ func Threads() int { return int(numThreads.Load()) }
 // stride ldc. When beta is 0, C is overwritten without being read (NaNs in C
 // do not propagate), as in BLAS.
 //
+// It uses up to Threads() goroutines and is safe for concurrent use (C
+// blocks of concurrent calls must not overlap each other or their inputs).
 // Invalid dimensions, strides or too-short slices are programmer errors and
 // panic.
 func Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {

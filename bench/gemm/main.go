@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -53,6 +54,7 @@ func main() {
 	reps := flag.Int("reps", 5, "timed repetitions per library and shape (best is reported)")
 	big := flag.Bool("big", true, "include the LLaMA-7B shapes")
 	quiet := flag.Duration("quiet", 20*time.Second, "before each timed pair wait up to this long for a quiet machine (>=90% idle CPU over 300ms; 0 disables)")
+	cpuTime := flag.Bool("cputime", true, "also report GFLOP per CPU-second of the process (less sensitive to other jobs taking the CPUs)")
 	flag.Parse()
 
 	C.openblas_set_num_threads(C.int(*threads))
@@ -100,19 +102,27 @@ func main() {
 		ours()
 		blas()
 		inner := max(1, int(2e9/(2*float64(s.m)*float64(s.n)*float64(s.k)*50)))
-		var to, tb []float64
+		var to, tb, co, cb []float64
 		noisy := 0
 		for i := 0; i < *reps; i++ {
 			if *quiet > 0 && !waitQuiet(*quiet) {
 				noisy++
 			}
 			// Alternate the order so neither library always runs first.
+			runOurs := func() {
+				w, c := timeIt(ours, inner)
+				to, co = append(to, w), append(co, c)
+			}
+			runBlas := func() {
+				w, c := timeIt(blas, inner)
+				tb, cb = append(tb, w), append(cb, c)
+			}
 			if i%2 == 0 {
-				to = append(to, timeIt(ours, inner))
-				tb = append(tb, timeIt(blas, inner))
+				runOurs()
+				runBlas()
 			} else {
-				tb = append(tb, timeIt(blas, inner))
-				to = append(to, timeIt(ours, inner))
+				runBlas()
+				runOurs()
 			}
 		}
 		flop := 2 * float64(s.m) * float64(s.n) * float64(s.k)
@@ -125,6 +135,12 @@ func main() {
 		fmt.Printf("%-18s %6d %6d %6d %12.1f %12.1f %7.2f %10.2g\n", s.name, s.m, s.n, s.k, go_, gb, go_/gb, md)
 		if noisy > 0 {
 			fmt.Printf("  note: %d of %d timed pairs above started while the machine was busy\n", noisy, *reps)
+		}
+		if *cpuTime {
+			// Total over all repetitions: the kernel samples CPU time at
+			// timer ticks, so single millisecond-scale calls are unreliable.
+			fmt.Printf("  per CPU-second (process CPU time, all threads, all reps): ours %.1f, OpenBLAS %.1f GFLOP/cpu-s\n",
+				flop*float64(len(co))/sum(co)/1e9, flop*float64(len(cb))/sum(cb)/1e9)
 		}
 		worst = math.Min(worst, go_/gb)
 	}
@@ -180,12 +196,33 @@ func waitQuiet(max time.Duration) bool {
 	return false
 }
 
-func timeIt(f func(), inner int) float64 {
+// timeIt returns the wall time and the process CPU time (user+system, all
+// threads) per call of f.
+func timeIt(f func(), inner int) (wall, cpu float64) {
+	c0 := cpuSeconds()
 	t := time.Now()
 	for i := 0; i < inner; i++ {
 		f()
 	}
-	return time.Since(t).Seconds() / float64(inner)
+	wall = time.Since(t).Seconds() / float64(inner)
+	return wall, (cpuSeconds() - c0) / float64(inner)
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+func sum(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s
 }
 
 func best(xs []float64) float64 {

@@ -339,15 +339,25 @@ func (p NM) Select(ctx context.Context, scores pipeline.Matrix, t pipeline.Targe
 	m := pipeline.NewMask(R, C)
 	err := parallelChunks(ctx, R, rowGrain(C), rowTarget, func(lo, hi int) error {
 		keys := make([]uint32, C)
-		idx := make([]int, M)
+		pruned := make([]bool, M)
+		q := make([]topkElem, M)
 		for i := lo; i < hi; i++ {
-			if j := rowKeys(keys, scores.Row(i)); j >= 0 {
+			row := scores.Row(i)
+			if j := rowKeys(keys, row); j >= 0 {
 				return nanError(name, info, i, j)
 			}
 			var bw bitWriter
 			bw.start(m.Bits, i*C)
 			for g := 0; g < C; g += M {
-				markGroup(&bw, keys[g:g+M], N, idx)
+				// Ties are broken as the reference's torch.topk does on the CPU.
+				TorchSmallestK(row[g:g+M], N, pruned, q)
+				for _, p := range pruned {
+					var b uint64
+					if p {
+						b = 1
+					}
+					bw.put(b)
+				}
 			}
 			bw.flush()
 		}

@@ -243,8 +243,8 @@ func (p *pruner) row(w, e []float32, m []bool, d, d2 []float32, i1 int) {
 	N, M := p.t.N, p.t.M
 	for i := range n {
 		if M > 0 && i%M == 0 {
-			// tmp = W1[:, i:i+M]² / diag(Hinv1)[i:i+M]²; prune the N smallest (lower index
-			// first among ties).
+			// tmp = W1[:, i:i+M]² / diag(Hinv1)[i:i+M]²; prune the N smallest (ties as
+			// the reference's torch.topk).
 			selectNM(w[i:i+M], d2[i:i+M], N, m[i:i+M])
 		}
 		if !m[i] {
@@ -264,7 +264,8 @@ func (p *pruner) row(w, e []float32, m []bool, d, d2 []float32, i1 int) {
 	}
 }
 
-// selectNM marks in m the n smallest of w²/d2 (ties: lower index first).
+// selectNM marks in m the n smallest of w²/d2, ties broken as the reference's CPU
+// torch.topk does (pattern.TorchSmallestK).
 func selectNM(w, d2 []float32, n int, m []bool) {
 	var buf [64]float32
 	var tmp []float32
@@ -276,17 +277,7 @@ func selectNM(w, d2 []float32, n int, m []bool) {
 	for a, v := range w {
 		tmp[a] = float32(v*v) / d2[a]
 	}
-	for a, va := range tmp {
-		rank := 0
-		for b, vb := range tmp {
-			if vb < va || (vb == va && b < a) {
-				rank++
-			}
-		}
-		if rank < n {
-			m[a] = true
-		}
-	}
+	pattern.TorchSmallestK(tmp, n, m, nil)
 }
 
 // parallelRows runs fn over [0, n) split among up to GOMAXPROCS goroutines.
