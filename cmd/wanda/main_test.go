@@ -14,7 +14,14 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	for _, d := range prunedCache.roots {
+		os.RemoveAll(d)
+	}
+	if pluginBuild.dir != "" {
+		os.RemoveAll(pluginBuild.dir)
+	}
+	os.Exit(code)
 }
 
 // cliCommand returns a command running `wanda args...` in a child process.

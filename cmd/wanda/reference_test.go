@@ -49,8 +49,9 @@ func loadRefResults(t *testing.T, shared string) refResults {
 // prunedCache shares pruned outputs between the tests of one run of the package.
 var prunedCache = struct {
 	sync.Mutex
-	dirs map[string]string
-	reps map[string]*pipeline.Report
+	dirs  map[string]string
+	reps  map[string]*pipeline.Report
+	roots []string // removed by TestMain
 }{dirs: map[string]string{}, reps: map[string]*pipeline.Report{}}
 
 // prunedTiny prunes tiny-llama-a (once per method/pattern/calibration) and returns the output dir.
@@ -66,6 +67,7 @@ func prunedTiny(t *testing.T, shared, method, pattern string, extra ...string) (
 	if err != nil {
 		t.Fatal(err)
 	}
+	prunedCache.roots = append(prunedCache.roots, root)
 	out := filepath.Join(root, "out")
 	args := []string{"prune", "--model", filepath.Join(shared, "models/tiny-llama-a"), "--out", out,
 		"--method", method, "--pattern", pattern, "--json"}
