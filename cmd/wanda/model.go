@@ -29,6 +29,9 @@ type fwdModel struct {
 	cfg     *config.Config
 	rope    *forward.Rope
 	scratch forward.Scratch
+	// last is the previous layer's block: its buffers are reused for the next layer, so a
+	// layer's fp32 weights are allocated once per run, not once per layer.
+	last *forward.Block
 }
 
 func newFwdModel(set *safetensors.Set, cfg *config.Config, seqlen int) *fwdModel {
@@ -42,10 +45,11 @@ func (m *fwdModel) Embed(ids []int32, dst []float32) error {
 }
 
 func (m *fwdModel) LoadBlock(layer int) (pipeline.Block, error) {
-	b, err := forward.LoadBlock(m.set, m.cfg, layer)
+	b, err := forward.LoadBlockInto(m.last, m.set, m.cfg, layer)
 	if err != nil {
 		return nil, fmt.Errorf("load block: %w", err)
 	}
+	m.last = b
 	return &fwdBlock{b: b, m: m}, nil
 }
 

@@ -65,6 +65,7 @@ func pruneFlags() []cli.Flag {
 		&cli.IntFlag{Name: "chunk-tokens", Value: 2048, Usage: "token rows a block processes at once (bounds the working set)"},
 		&cli.IntFlag{Name: "threads", Usage: "GEMM threads (default: all CPUs)"},
 		&cli.StringFlag{Name: "memory-limit", Usage: "soft limit for the Go heap (like GOMEMLIMIT, e.g. 2GiB): the collector works harder to stay under it"},
+		&cli.IntFlag{Name: "gc-percent", Value: 25, Usage: "heap growth allowed between collections (like GOGC); the pipeline's big per-layer buffers make the Go default of 100 wasteful"},
 		&cli.StringFlag{Name: "workdir", Usage: "keep a checkpoint here after every finished layer, so that an interrupted run can continue with --resume"},
 		&cli.BoolFlag{Name: "resume", Usage: "continue the run checkpointed in --workdir (same model, method, pattern and calibration)"},
 		&cli.BoolFlag{Name: "pack", Usage: "write pruned linears in the compressed-tensors layout (sparse-24-bitmask for 2:4, sparse-bitmask otherwise)"},
@@ -115,6 +116,9 @@ func parsePattern(s string, sparsity float64) (pipeline.Target, error) {
 func runPrune(ctx context.Context, c *cli.Context) error {
 	if n := c.Int("threads"); n > 0 {
 		tensor.SetThreads(n)
+	}
+	if _, set := os.LookupEnv("GOGC"); !set || c.IsSet("gc-percent") {
+		debug.SetGCPercent(c.Int("gc-percent"))
 	}
 	if s := c.String("memory-limit"); s != "" {
 		lim, err := parseSize(s)
