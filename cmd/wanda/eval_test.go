@@ -14,6 +14,7 @@ import (
 
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/testenv"
 	"github.com/wanda-go/wanda/stages/eval"
 )
 
@@ -21,28 +22,7 @@ import (
 // when it is absent (failing when CI=true).
 func evalShared(t *testing.T, rel string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("../shared not present (required when CI=true): %v", err)
-		}
-		t.Skipf("../shared not present: %v", err)
-	}
-	return p
+	return testenv.SharedPath(t, rel)
 }
 
 // evalRun runs the CLI in-process, returning stdout and stderr.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,32 +13,12 @@ import (
 	"github.com/wanda-go/wanda/format/pyrandom"
 	"github.com/wanda-go/wanda/format/textdata"
 	"github.com/wanda-go/wanda/format/tokenizer"
+	"github.com/wanda-go/wanda/internal/testenv"
 )
 
 func sharedFile(t testing.TB, rel string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("../shared not present (required when CI=true): %v", err)
-		}
-		t.Skipf("../shared not present: %v", err)
-	}
-	return p
+	return testenv.SharedPath(t, rel)
 }
 
 // readI32Tensor is a minimal safetensors reader (8-byte LE header length,

@@ -8,34 +8,15 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/wanda-go/wanda/internal/testenv"
 )
 
 // sharedDir returns ../shared relative to the module root, skipping the test
 // when it is absent (failing instead when CI=true).
 func sharedDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("../shared not present (required when CI=true): %v", err)
-		}
-		t.Skipf("../shared not present: %v", err)
-	}
-	return shared
+	return testenv.SharedDir(t)
 }
 
 func TestLoadTinyLlamaA(t *testing.T) {

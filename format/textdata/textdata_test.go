@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wanda-go/wanda/internal/testenv"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -123,28 +125,7 @@ func TestPlainAndFormats(t *testing.T) {
 
 func sharedFile(t *testing.T, rel string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("../shared not present (required when CI=true): %v", err)
-		}
-		t.Skipf("../shared not present: %v", err)
-	}
-	return p
+	return testenv.SharedPath(t, rel)
 }
 
 // TestSharedFiles: the WikiText-2 test split has the HF dataset's 4358 rows

@@ -1,13 +1,12 @@
 package tokenizer
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wanda-go/wanda/format/textdata"
+	"github.com/wanda-go/wanda/internal/testenv"
 )
 
 // benchText returns English text: the WikiText-2 test split (rows joined as
@@ -26,23 +25,7 @@ func benchText(b *testing.B) string {
 
 // sharedPath is sharedFile without skipping.
 func sharedPath(rel string) (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	_, err = os.Stat(p)
-	return p, err == nil
+	return testenv.LookupShared(rel)
 }
 
 // benchTokenizers returns the Llama-style (SentencePiece BPE) and byte-level

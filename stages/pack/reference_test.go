@@ -11,34 +11,14 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/testenv"
 )
 
 // sharedDir returns ../shared next to the module root; skips when absent
 // (fails when CI=true).
 func sharedDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("../shared not present (required when CI=true): %v", err)
-		}
-		t.Skipf("../shared not present: %v", err)
-	}
-	return shared
+	return testenv.SharedDir(t)
 }
 
 // TestReferenceWanda24 applies the reference implementation's wanda 2:4 masks

@@ -1,0 +1,95 @@
+// Package testenv locates the project's read-only reference material for
+// tests. The material lives in ../shared beside the module root (the
+// directory holding go.mod). When it is absent a test is skipped with a
+// message, unless the environment variable CI is "true", in which case the
+// test fails: CI runs must not silently skip the reference checks.
+//
+// Only _test.go files import this package, so the format/... packages keep
+// their rule of importing nothing of ours outside format/ in non-test code.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// errNoModule reports that no go.mod lies above the working directory.
+var errNoModule = errors.New("go.mod not found above the test directory")
+
+// moduleRoot walks up from the working directory to the directory holding
+// go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errNoModule
+		}
+		dir = parent
+	}
+}
+
+// ModuleRoot returns the directory holding go.mod above the working directory.
+func ModuleRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := moduleRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// SharedDir returns ../shared beside the module root: it skips tb (with a
+// message) when it is absent, and fails it when CI=true.
+func SharedDir(tb testing.TB) string {
+	tb.Helper()
+	shared := filepath.Join(ModuleRoot(tb), "..", "shared")
+	require(tb, "../shared", shared)
+	return shared
+}
+
+// SharedPath returns filepath.Join(SharedDir(tb), rel), skipping/failing the
+// same way when that path is absent.
+func SharedPath(tb testing.TB, rel string) string {
+	tb.Helper()
+	p := filepath.Join(SharedDir(tb), rel)
+	require(tb, filepath.ToSlash(filepath.Join("../shared", rel)), p)
+	return p
+}
+
+// LookupShared returns filepath.Join(<module root>/../shared, rel) and
+// whether it exists, never skipping or failing: for benchmarks that fall
+// back to generated inputs when the reference material is absent.
+func LookupShared(rel string) (string, bool) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", false
+	}
+	p := filepath.Join(root, "..", "shared", rel)
+	_, err = os.Stat(p)
+	return p, err == nil
+}
+
+// require skips tb when path is absent, or fails it when CI=true; name is
+// how the message calls the path.
+func require(tb testing.TB, name, path string) {
+	tb.Helper()
+	_, err := os.Stat(path)
+	if err == nil {
+		return
+	}
+	msg := fmt.Sprintf("%s not present: %v", name, err)
+	if os.Getenv("CI") == "true" {
+		tb.Fatal(msg + " (required when CI=true)")
+	}
+	tb.Skip(msg)
+}
