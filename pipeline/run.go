@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,9 +227,8 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		delete(prunable, name)
 	}
 	if len(prunable) > 0 {
-		for name := range prunable {
-			return nil, fmt.Errorf("%s: %w: %s", opt.ModelDir, safetensors.ErrMissingTensor, name)
-		}
+		missing := slices.Sorted(maps.Keys(prunable))
+		return nil, fmt.Errorf("%s: %w: %s", opt.ModelDir, safetensors.ErrMissingTensor, strings.Join(missing, ", "))
 	}
 	var st *checkpointState
 	fp := ""
@@ -443,9 +444,6 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			lr.PrunedFwdSec = time.Since(t2).Seconds()
 		}
 		opt.Model.ReleaseBlock(l)
-		for _, p := range config.Linears {
-			src.Release(config.LayerTensor(l, p))
-		}
 		meter.Sample()
 		lr.Sparsity = float64(layerZeros) / float64(layerParams)
 		lr.Seconds = time.Since(lt).Seconds()
