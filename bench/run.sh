@@ -2,7 +2,7 @@
 # bench/run.sh — regenerate BENCHMARKS.md on the current machine.
 #
 #   bench/run.sh [--large] [--reps N] [--eval-windows K] [--no-gemm] [--no-cgroup]
-#                [--only gemm,eval,prune,large] [--large-gen-args 'FLAGS']
+#                [--no-resume] [--only gemm,eval,prune,large] [--large-gen-args 'FLAGS']
 #                [--out FILE] [--work DIR] [--keep]
 #
 #   --reps N           timed runs per measurement (default 3)
@@ -10,6 +10,7 @@
 #   --only LIST        run only these sections (large implies --large)
 #   --large-gen-args   extra gentiny flags for the large model, e.g. '-layers 4'
 #   --no-cgroup        skip the 4 GiB memory-cgroup rerun of the large prune
+#   --no-resume        skip the kill -9 / --resume rerun of the large prune
 #   --keep             keep the generated 7B-shaped model in --work
 #
 # Measures, in one run, with the command line, machine, Go version and date:
@@ -23,7 +24,9 @@
 #   - with --large: a 7B-shaped model (testdata/gen preset llama-7b, 13.5 GB,
 #     written to --work and deleted afterwards unless --keep) pruned with
 #     --nsamples 8 --seqlen 256 on C4 text: wall time, peak RssAnon, GFLOP/s of
-#     the forward passes, and whether it completes in a 4 GiB memory cgroup.
+#     the forward passes, whether it completes in a 4 GiB memory cgroup, and
+#     whether a run killed with SIGKILL halfway and continued with --resume
+#     writes byte-identical output (needs about 55 GB free in --work).
 #
 # The binary is built once into bench/.bin/ (git-ignored). Timings use
 # hyperfine when it is installed, otherwise a plain repeat loop; peak RSS
@@ -36,7 +39,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SHARED=$(cd "$ROOT/.." && pwd)/shared
 
-LARGE=0 REPS=3 EVAL_WINDOWS=64 GEMM=1 CGROUP=1 KEEP=0 ONLY="" LARGE_GEN_ARGS=""
+LARGE=0 REPS=3 EVAL_WINDOWS=64 GEMM=1 CGROUP=1 RESUME=1 KEEP=0 ONLY="" LARGE_GEN_ARGS=""
 OUT=$ROOT/BENCHMARKS.md
 WORK=${TMPDIR:-/tmp}/wanda-bench
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
 	--eval-windows) EVAL_WINDOWS=$2; shift ;;
 	--no-gemm) GEMM=0 ;;
 	--no-cgroup) CGROUP=0 ;;
+	--no-resume) RESUME=0 ;;
 	--out) OUT=$2; shift ;;
 	--work) WORK=$2; shift ;;
 	--keep) KEEP=1 ;;
@@ -197,7 +201,7 @@ else
 	GEMM_CMD=(sh bench/gemm/run.sh -threads "$THREADS" -reps 5 -big="$big")
 	log "GEMM: $(cmdline "${GEMM_CMD[@]}")"
 	{
-		printf 'Command: `%s` (both libraries with %s threads, timed interleaved in the same run; GFLOP/s = 2mnk/s, best of 5).\n\n' \
+		printf 'Command: `%s` (both libraries with %s threads, timed interleaved in the same run; GFLOP/s = 2mnk/s, best of 5 samples, each sample repeating the call for about 100 ms after a wait for an idle machine, as the forward pass issues its calls back to back; the "one call after 300 ms idle" lines time single calls from idle instead, waking the threads included).\n\n' \
 			"$(cmdline "${GEMM_CMD[@]}")" "$THREADS"
 		if measure gemm "${GEMM_CMD[@]}"; then
 			printf '```\n%s\n```\n' "$(cat "$TMP/gemm.out")"
@@ -331,8 +335,10 @@ if [ "$LARGE" = 1 ]; then
 	L7=$WORK/llama-7b
 	OUT7=$WORK/llama-7b-pruned
 	avail=$(df -Pk "$WORK" | awk 'NR==2{print $4}')
-	if [ "$avail" -lt $((30 * 1024 * 1024)) ]; then
-		printf 'Skipped: %s has %s free; the model and its pruned copy need about 27 GB.\n' "$WORK" "$(kib_to_mib "$avail")" >>"$REPORT"
+	need=30
+	[ "$RESUME" = 1 ] && need=58
+	if [ "$avail" -lt $((need * 1024 * 1024)) ]; then
+		printf 'Skipped: %s has %s free; the model, its pruned copies and the work directory need about %s GB.\n' "$WORK" "$(kib_to_mib "$avail")" "$need" >>"$REPORT"
 	else
 		go build -o "$ROOT/bench/.bin/gentiny" ./testdata/gen/cmd/gentiny
 		# shellcheck disable=SC2206 # word splitting of the extra flags is wanted
@@ -376,8 +382,11 @@ if [ "$LARGE" = 1 ]; then
 			} >>"$REPORT"
 			log "large: $(cmdline "${P7[@]}")"
 			LARGE_NOTES=""
+			REF7=$WORK/llama-7b-pruned-ref
+			rm -rf "$REF7"
 			if measure prune7b "${P7[@]}"; then
 				large_row prune7b "unconstrained" >>"$REPORT"
+				mv "$OUT7" "$REF7" # kept for the resume check below
 			else
 				printf '| unconstrained | FAILED | | | | | | | |\n' >>"$REPORT"
 				LARGE_NOTES+=$(failed prune7b)
@@ -398,6 +407,48 @@ if [ "$LARGE" = 1 ]; then
 				fi
 				rm -rf "$OUT7"
 			fi
+			if [ "$RESUME" = 1 ] && [ -d "$REF7" ]; then
+				# Kill -9 about halfway through (wall time of the unconstrained run),
+				# then continue with --resume and compare every output file.
+				WD7=$WORK/llama-7b-workdir
+				rm -rf "$WD7" "$OUT7"
+				killat=$(awk -v w="$(cat "$TMP/prune7b.wall")" 'BEGIN{printf "%d", w * 0.45}')
+				log "large: kill -9 after ${killat}s, then --resume"
+				"${P7[@]}" --workdir "$WD7" >"$TMP/prune7b-killed.out" 2>"$TMP/prune7b-killed.err" &
+				kpid=$!
+				sleep "$killat"
+				kill -9 "$kpid" 2>/dev/null || true
+				wait "$kpid" 2>/dev/null && krc=0 || krc=$?
+				done_layers=$(jq -r '.next_layer // "none"' "$WD7/state.json" 2>/dev/null || echo none)
+				nl=$(jq -r .num_hidden_layers "$L7/config.json")
+				if measure prune7b-resume "${P7[@]}" --workdir "$WD7" --resume; then
+					large_row prune7b-resume "resumed after kill -9" >>"$REPORT"
+					nf=0 nd=0 nb=0
+					while IFS= read -r f; do
+						nf=$((nf + 1))
+						nb=$((nb + $(stat -c %s "$REF7/$f")))
+						if [ "${f##*/}" = wanda_report.json ]; then
+							# The report holds timings and memory peaks; the rest must agree.
+							untimed='walk(if type == "object" then with_entries(select(.key | test("seconds|rss|activation_store") | not)) else . end)'
+							cmp -s <(jq -S "$untimed" "$REF7/$f") <(jq -S "$untimed" "$OUT7/$f") || { nd=$((nd + 1)); LARGE_NOTES+=$'\n'"differs: $f (apart from timings)"; }
+						else
+							cmp -s "$REF7/$f" "$OUT7/$f" || { nd=$((nd + 1)); LARGE_NOTES+=$'\n'"differs: $f"; }
+						fi
+					done < <(cd "$REF7" && find . -type f | sort)
+					extra=$(comm -13 <(cd "$REF7" && find . -type f | sort) <(cd "$OUT7" && find . -type f | sort) | wc -l)
+					verdict="byte-identical to the unconstrained run's output ($nf files, $nb bytes compared with cmp; wanda_report.json compared without its timing and memory fields)"
+					if [ "$nd" != 0 ] || [ "$extra" != 0 ]; then
+						verdict="NOT identical: $nd of $nf files differ, $extra extra files"
+					fi
+					LARGE_NOTES+=$(printf '\nKill and resume: `%s --workdir $WORK/llama-7b-workdir` was killed with SIGKILL after %s s (exit status %s; the checkpoint then held %s of %s layers), and the same command with `--resume` finished it (row "resumed after kill -9": wall, CPU and RSS are the resumed process's; the forward columns sum the report's per-layer times, which include the layers finished before the kill). The output is %s.\n' \
+						"$(cmdline "${P7[@]}")" "$killat" "$krc" "$done_layers" "$nl" "$verdict")
+				else
+					printf '| resumed after kill -9 | FAILED | | | | | | | |\n' >>"$REPORT"
+					LARGE_NOTES+=$(failed prune7b-resume)
+				fi
+				rm -rf "$OUT7" "$WD7"
+			fi
+			rm -rf "$REF7"
 			{
 				printf '\nGFLOP/s counts %s FLOP per run: 2 · (linear parameters per layer) · tokens + 4 · nsamples · heads · seqlen² · head_dim (QKᵀ and AV, full square), × 2 passes × layers; divided by the sum of the report'"'"'s per-layer `dense_forward_seconds` + `pruned_forward_seconds`.\n' "$(flops7 | awk '{printf "%.3g", $1}')"
 				printf '%s\n' "$LARGE_NOTES"

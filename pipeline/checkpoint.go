@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"unsafe"
 
 	"github.com/wanda-go/wanda/format/safetensors"
@@ -159,26 +160,24 @@ func readActs(path string, dst []float32) error {
 	return nil
 }
 
-// saveLayer writes layer l's pruned tensors (name -> raw bytes in the source dtype).
-func saveLayer(dir string, l int, specs []safetensors.Spec, data [][]byte) error {
-	path := layerFile(dir, l)
-	tmp := path + ".tmp"
-	if err := safetensors.WriteFile(tmp, specs, data, map[string]string{"format": "pt"}); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+// createLayerFile starts layer l's checkpoint file, declaring its pruned tensors; each is
+// written as soon as it is final, so a layer's tensors are never all held in memory. The
+// file appears under its name only at Close.
+func createLayerFile(dir string, l int, specs []safetensors.Spec) (*safetensors.Writer, error) {
+	base := strings.TrimSuffix(filepath.Base(layerFile(dir, l)), ".safetensors")
+	w, err := safetensors.Create(dir, specs, safetensors.WriterOptions{BaseName: base, Metadata: map[string]string{"format": "pt"}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
-	}
-	return nil
+	return w, nil
 }
 
-// checkpoint records that layer l is finished: its tensors, the activations entering l+1,
-// then the state (last, atomically).
-func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool, specs []safetensors.Spec, data [][]byte,
+// checkpoint records that layer l is finished: its tensors (lw, closed here), the
+// activations entering l+1, then the state (last, atomically).
+func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool, lw *safetensors.Writer,
 	rep *Report, zeros, params int) error {
-	if err := saveLayer(dir, l, specs, data); err != nil {
-		return err
+	if err := lw.Close(); err != nil {
+		return fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
 	}
 	if needFwd && l+1 < layers {
 		if err := writeActs(actsFile(dir, l+1), next.Samples(0, next.N)); err != nil {
@@ -209,8 +208,20 @@ func restoreLayer(dir string, l int, w *safetensors.Writer) error {
 	return nil
 }
 
+// removeStaleTemps removes the temporary files a killed run left in the work directory
+// (a layer file or activations being written); nothing refers to them.
+func removeStaleTemps(dir string) {
+	for _, pat := range []string{".layer-*.safetensors.tmp-*", "*.tmp"} {
+		m, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, f := range m {
+			os.Remove(f)
+		}
+	}
+}
+
 // clearWorkDir removes the checkpoint files of a finished run, and the directory when empty.
 func clearWorkDir(dir string, layers int) {
+	removeStaleTemps(dir)
 	for l := 0; l <= layers; l++ {
 		os.Remove(layerFile(dir, l))
 		os.Remove(actsFile(dir, l))

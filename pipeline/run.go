@@ -250,6 +250,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		case st == nil && opt.Resume:
 			log.Warn("no checkpoint to resume; starting from the first layer", "workdir", opt.WorkDir)
 		}
+		removeStaleTemps(opt.WorkDir)
 	} else if opt.Resume {
 		return nil, fmt.Errorf("%w: --resume needs --workdir", ErrCheckpoint)
 	}
@@ -387,8 +388,19 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		}
 		t1 := time.Now()
 		var layerZeros, layerParams int
-		var lspecs []safetensors.Spec
-		var ldata [][]byte
+		var lw *safetensors.Writer // this layer's checkpoint file, with --workdir
+		if opt.WorkDir != "" {
+			specs := make([]safetensors.Spec, 0, len(config.Linears))
+			for _, p := range config.Linears {
+				name := config.LayerTensor(l, p)
+				srcT, _ := src.Tensor(name)
+				specs = append(specs, safetensors.Spec{Name: name, DType: srcT.DType, Shape: srcT.Shape})
+			}
+			if lw, err = createLayerFile(opt.WorkDir, l, specs); err != nil {
+				return nil, err
+			}
+			defer lw.Abort() // no-op once checkpoint has closed it
+		}
 		for _, p := range config.Linears {
 			name := config.LayerTensor(l, p)
 			srcT, _ := src.Tensor(name)
@@ -419,9 +431,10 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 				return nil, err
 			}
 			crashPoint("export", l)
-			if opt.WorkDir != "" {
-				lspecs = append(lspecs, safetensors.Spec{Name: name, DType: srcT.DType, Shape: srcT.Shape})
-				ldata = append(ldata, raw)
+			if lw != nil {
+				if err := lw.Write(name, raw); err != nil {
+					return nil, fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
+				}
 			}
 			layerZeros += zeros
 			layerParams += len(wm.Data)
@@ -451,7 +464,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 		totalZeros += layerZeros
 		totalParams += layerParams
 		if opt.WorkDir != "" {
-			if err := checkpoint(opt.WorkDir, l, cfg.NumLayers, fp, in, needFwd, lspecs, ldata, rep, totalZeros, totalParams); err != nil {
+			if err := checkpoint(opt.WorkDir, l, cfg.NumLayers, fp, in, needFwd, lw, rep, totalZeros, totalParams); err != nil {
 				return nil, err
 			}
 			crashPoint("between", l)

@@ -3,7 +3,7 @@
 // Command gemm compares tensor.Sgemm with OpenBLAS cblas_sgemm on the GEMM
 // shapes wanda uses, timing both in the same run, interleaved.
 //
-//	go run -tags openblas ./bench/gemm [-threads 2] [-reps 5] [-big=true]
+//	go run -tags openblas ./bench/gemm [-threads 2] [-reps 5] [-big=true] [-mintime 100ms] [-cold=true]
 //
 // It needs cgo and libopenblas (apt-get install libopenblas-dev); see run.sh.
 package main
@@ -54,6 +54,8 @@ func main() {
 	reps := flag.Int("reps", 5, "timed repetitions per library and shape (best is reported)")
 	big := flag.Bool("big", true, "include the LLaMA-7B shapes")
 	quiet := flag.Duration("quiet", 20*time.Second, "before each timed pair wait up to this long for a quiet machine (>=90% idle CPU over 300ms; 0 disables)")
+	mintime := flag.Duration("mintime", 100*time.Millisecond, "repeat each call for about this long per timed sample (1ns: one call per sample)")
+	cold := flag.Bool("cold", true, "also time single calls after an idle wait (reported separately)")
 	cpuTime := flag.Bool("cputime", true, "also report GFLOP per CPU-second of the process (less sensitive to other jobs taking the CPUs)")
 	flag.Parse()
 
@@ -101,19 +103,30 @@ func main() {
 		// Warm up both, then interleave timed runs.
 		ours()
 		blas()
-		inner := max(1, int(2e9/(2*float64(s.m)*float64(s.n)*float64(s.k)*50)))
-		var to, tb, co, cb []float64
+		// Each timed sample repeats the call for about -mintime (at an
+		// assumed 100 GFLOP/s), so that a millisecond-scale call is
+		// timed in steady state, as the forward pass issues it, rather
+		// than as one call after the idle -quiet wait.
+		inner := max(1, int(math.Ceil(mintime.Seconds()*100e9/(2*float64(s.m)*float64(s.n)*float64(s.k)))))
+		var to, tb, co, cb, coldO, coldB []float64
 		noisy := 0
-		for i := 0; i < *reps; i++ {
+		// Before each timed sample, wait for a quiet machine: this also
+		// lets the other library's idle threads, which spin for a while
+		// after a call (OpenBLAS: about 2^28 cycles), stop spinning.
+		settle := func() {
 			if *quiet > 0 && !waitQuiet(*quiet) {
 				noisy++
 			}
+		}
+		for i := 0; i < *reps; i++ {
 			// Alternate the order so neither library always runs first.
 			runOurs := func() {
+				settle()
 				w, c := timeIt(ours, inner)
 				to, co = append(to, w), append(co, c)
 			}
 			runBlas := func() {
+				settle()
 				w, c := timeIt(blas, inner)
 				tb, cb = append(tb, w), append(cb, c)
 			}
@@ -125,6 +138,22 @@ func main() {
 				runOurs()
 			}
 		}
+		if *cold {
+			// One call each after an idle wait: includes waking the helper
+			// threads and the idle CPUs of the VM.
+			for i := 0; i < *reps; i++ {
+				for _, ours1 := range []bool{i%2 == 0, i%2 != 0} {
+					time.Sleep(300 * time.Millisecond)
+					if ours1 {
+						w, _ := timeIt(ours, 1)
+						coldO = append(coldO, w)
+					} else {
+						w, _ := timeIt(blas, 1)
+						coldB = append(coldB, w)
+					}
+				}
+			}
+		}
 		flop := 2 * float64(s.m) * float64(s.n) * float64(s.k)
 		go_, gb := flop/best(to)/1e9, flop/best(tb)/1e9
 		var md float64
@@ -134,13 +163,18 @@ func main() {
 		// Keep the row format fixed (ratio second to last): bench/run.sh parses it.
 		fmt.Printf("%-18s %6d %6d %6d %12.1f %12.1f %7.2f %10.2g\n", s.name, s.m, s.n, s.k, go_, gb, go_/gb, md)
 		if noisy > 0 {
-			fmt.Printf("  note: %d of %d timed pairs above started while the machine was busy\n", noisy, *reps)
+			fmt.Printf("  note: %d of %d timed samples above started while the machine was busy\n", noisy, 2**reps)
 		}
 		if *cpuTime {
 			// Total over all repetitions: the kernel samples CPU time at
 			// timer ticks, so single millisecond-scale calls are unreliable.
 			fmt.Printf("  per CPU-second (process CPU time, all threads, all reps): ours %.1f, OpenBLAS %.1f GFLOP/cpu-s\n",
 				flop*float64(len(co))/sum(co)/1e9, flop*float64(len(cb))/sum(cb)/1e9)
+		}
+		if *cold {
+			mo, mb := median(coldO), median(coldB)
+			fmt.Printf("  one call after 300 ms idle (median of %d): ours %.2f ms, OpenBLAS %.2f ms, ratio %.2f (wake-up included)\n",
+				len(coldO), mo*1e3, mb*1e3, mb/mo)
 		}
 		worst = math.Min(worst, go_/gb)
 	}
@@ -223,6 +257,12 @@ func sum(xs []float64) float64 {
 		s += x
 	}
 	return s
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 func best(xs []float64) float64 {
