@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/staging"
 	"github.com/wanda-go/wanda/tensor"
 )
 
@@ -202,13 +201,16 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return nil, fmt.Errorf("create parent of %s: %w", out, err)
 	}
-	tmp, err := tempSibling(out)
+	// The output is built in a staging directory beside out (removing any that an
+	// interrupted run left) and appears under its name only when complete.
+	stage, err := staging.New(out)
 	if err != nil {
 		return nil, err
 	}
+	tmp := stage.Path
 	defer func() {
 		if err != nil {
-			os.RemoveAll(tmp)
+			stage.Remove()
 		}
 	}()
 
@@ -497,7 +499,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			return nil, fmt.Errorf("replace %s: %w", out, err)
 		}
 	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := stage.Commit(out); err != nil {
 		return nil, fmt.Errorf("move finished output into place: %w", err)
 	}
 	if opt.WorkDir != "" {
@@ -640,17 +642,6 @@ func (a *accumulator) stats(p config.Part) *Stats {
 		}
 	}
 	return st
-}
-
-// tempSibling makes a hidden temporary directory next to out.
-func tempSibling(out string) (string, error) {
-	var b [4]byte
-	rand.Read(b[:])
-	tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".tmp-"+hex.EncodeToString(b[:]))
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		return "", fmt.Errorf("create temporary output directory: %w", err)
-	}
-	return tmp, nil
 }
 
 // copyModelFiles copies the non-weight files of a model directory (config, tokenizer,

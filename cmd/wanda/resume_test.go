@@ -103,6 +103,10 @@ func TestResumeAfterKill(t *testing.T) {
 			if msg, err := cliCommand(t, nil, args(out, "--workdir", work, "--resume")...).CombinedOutput(); err != nil {
 				t.Fatalf("resume: %v\n%s", err, msg)
 			}
+			// The killed run's staging directory (a hidden sibling of out) is gone too.
+			if left, _ := filepath.Glob(filepath.Join(root, "."+filepath.Base(out)+".tmp-*")); len(left) > 0 {
+				t.Errorf("staging files of the killed run left beside the output: %q", left)
+			}
 			got := modelFiles(t, out)
 			if len(got) != len(want) {
 				t.Fatalf("resumed output has %d files, uninterrupted %d", len(got), len(want))

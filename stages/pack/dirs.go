@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/wanda-go/wanda/internal/staging"
 )
 
 // ErrExists: the output directory already exists.
@@ -30,13 +32,14 @@ func buildDir(out string, fill func(tmp string) error) (err error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".tmp-")
+	stage, err := staging.New(out)
 	if err != nil {
 		return err
 	}
+	tmp := stage.Path
 	defer func() {
 		if err != nil {
-			if rerr := os.RemoveAll(tmp); rerr != nil {
+			if rerr := stage.Remove(); rerr != nil {
 				slog.Warn("pack: could not remove the temporary directory", "dir", tmp, "err", rerr)
 			}
 		}
@@ -50,10 +53,7 @@ func buildDir(out string, fill func(tmp string) error) (err error) {
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("%s: %w (created while writing)", out, ErrExists)
 	}
-	if err := os.Rename(tmp, out); err != nil {
-		return err
-	}
-	return nil
+	return stage.Commit(out)
 }
 
 // copyOtherFiles copies every regular file (symlinks followed) of src into dst
