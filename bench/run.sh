@@ -75,7 +75,8 @@ RESULTS=$SHARED/reference/tiny-llama-a/results.json
 C4=$SHARED/data/c4/c4_train00000_head1000.jsonl
 mkdir -p "$WORK"
 TMP=$(mktemp -d "$WORK/run.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+# Keep the measurements when the script fails part-way (a 7B run takes long).
+trap 'rc=$?; if [ "$rc" = 0 ]; then rm -rf "$TMP"; else echo "bench/run.sh: failed (exit $rc); measurements so far kept in $TMP" >&2; fi' EXIT
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---------------------------------------------------------------- helpers
@@ -440,7 +441,7 @@ if [ "$LARGE" = 1 ]; then
 					if [ "$nd" != 0 ] || [ "$extra" != 0 ]; then
 						verdict="NOT identical: $nd of $nf files differ, $extra extra files"
 					fi
-					LARGE_NOTES+=$(printf '\nKill and resume: `%s --workdir $WORK/llama-7b-workdir` was killed with SIGKILL after %s s (exit status %s; the checkpoint then held %s of %s layers), and the same command with `--resume` finished it (row "resumed after kill -9": wall, CPU and RSS are the resumed process's; the forward columns sum the report's per-layer times, which include the layers finished before the kill). The output is %s.\n' \
+					LARGE_NOTES+=$(printf '\n\nKill and resume: `%s --workdir $WORK/llama-7b-workdir` was killed with SIGKILL after %s s (exit status %s; the checkpoint then held %s of %s layers), and the same command with `--resume` finished it (row "resumed after kill -9": wall, CPU and RSS are those of the resumed process; the forward columns sum the per-layer times of its report, which include the layers finished before the kill). The output is %s.\n' \
 						"$(cmdline "${P7[@]}")" "$killat" "$krc" "$done_layers" "$nl" "$verdict")
 				else
 					printf '| resumed after kill -9 | FAILED | | | | | | | |\n' >>"$REPORT"
