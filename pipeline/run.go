@@ -527,7 +527,7 @@ func prune(ctx context.Context, m Method, t Target, w Matrix, st *Stats, info La
 	if m.Solver != nil {
 		mask, err := m.Solver.Solve(ctx, w, st, t, info)
 		if err != nil {
-			return fmt.Errorf("%s: %s: %w", info, m.Solver.Name(), err)
+			return stageErr(info, m.Solver.Name(), err)
 		}
 		if mask == nil || mask.Rows != w.Rows || mask.Cols != w.Cols {
 			return fmt.Errorf("%s: %s: %w: solver returned a mask of the wrong shape", info, m.Solver.Name(), ErrShape)
@@ -537,7 +537,7 @@ func prune(ctx context.Context, m Method, t Target, w Matrix, st *Stats, info La
 	}
 	scores, err := m.Metric.Score(ctx, w, st, info)
 	if err != nil {
-		return fmt.Errorf("%s: metric %s: %w", info, m.Metric.Name(), err)
+		return stageErr(info, "metric "+m.Metric.Name(), err)
 	}
 	if scores.Rows != w.Rows || scores.Cols != w.Cols || len(scores.Data) != len(w.Data) {
 		return fmt.Errorf("%s: metric %s: %w: scores %dx%d for weight %dx%d", info, m.Metric.Name(), ErrShape,
@@ -545,13 +545,22 @@ func prune(ctx context.Context, m Method, t Target, w Matrix, st *Stats, info La
 	}
 	mask, err := m.Pattern.Select(ctx, scores, t, info)
 	if err != nil {
-		return fmt.Errorf("%s: pattern %s: %w", info, m.Pattern.Name(), err)
+		return stageErr(info, "pattern "+m.Pattern.Name(), err)
 	}
 	if mask == nil || mask.Rows != w.Rows || mask.Cols != w.Cols || len(mask.Bits) != (w.Rows*w.Cols+63)/64 {
 		return fmt.Errorf("%s: pattern %s: %w: mask of the wrong shape", info, m.Pattern.Name(), ErrShape)
 	}
 	mask.Apply(w)
 	return nil
+}
+
+// stageErr gives a stage's error its context: the layer and tensor, then the stage. The
+// layer is not repeated when the error already names it (a plugin's error does).
+func stageErr(info LayerInfo, stage string, err error) error {
+	if strings.Contains(err.Error(), info.String()) {
+		return fmt.Errorf("%s: %w", stage, err)
+	}
+	return fmt.Errorf("%s: %s: %w", info, stage, err)
 }
 
 // roundTo rounds fp32 values to what dtype d stores, in place.
