@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"unsafe"
 
 	"github.com/wanda-go/wanda/format/safetensors"
@@ -42,8 +41,10 @@ type checkpointState struct {
 	Params      int            `json:"params"`
 }
 
+// layerBase is layer l's checkpoint file name without ".safetensors".
+func layerBase(l int) string { return fmt.Sprintf("layer-%05d", l) }
 func layerFile(dir string, l int) string {
-	return filepath.Join(dir, fmt.Sprintf("layer-%05d.safetensors", l))
+	return filepath.Join(dir, layerBase(l)+".safetensors")
 }
 func actsFile(dir string, l int) string { return filepath.Join(dir, fmt.Sprintf("acts-%05d.f32", l)) }
 
@@ -164,8 +165,7 @@ func readActs(path string, dst []float32) error {
 // written as soon as it is final, so a layer's tensors are never all held in memory. The
 // file appears under its name only at Close.
 func createLayerFile(dir string, l int, specs []safetensors.Spec) (*safetensors.Writer, error) {
-	base := strings.TrimSuffix(filepath.Base(layerFile(dir, l)), ".safetensors")
-	w, err := safetensors.Create(dir, specs, safetensors.WriterOptions{BaseName: base, Metadata: map[string]string{"format": "pt"}})
+	w, err := safetensors.Create(dir, specs, safetensors.WriterOptions{BaseName: layerBase(l), Metadata: map[string]string{"format": "pt"}})
 	if err != nil {
 		return nil, fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
 	}

@@ -346,6 +346,12 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 	defer bar.Finish()
 	var totalZeros, totalParams int
 	first := 0
+	var openLayer *safetensors.Writer // the checkpoint file of the layer in progress
+	defer func() {
+		if openLayer != nil {
+			openLayer.Abort()
+		}
+	}()
 	if st != nil {
 		// Layers finished before the interruption come from the checkpoint.
 		first = st.NextLayer
@@ -401,7 +407,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			if lw, err = createLayerFile(opt.WorkDir, l, specs); err != nil {
 				return nil, err
 			}
-			defer lw.Abort() // no-op once checkpoint has closed it
+			openLayer = lw
 		}
 		for _, p := range config.Linears {
 			name := config.LayerTensor(l, p)
@@ -469,6 +475,7 @@ func Run(ctx context.Context, opt Options) (rep *Report, err error) {
 			if err := checkpoint(opt.WorkDir, l, cfg.NumLayers, fp, in, needFwd, lw, rep, totalZeros, totalParams); err != nil {
 				return nil, err
 			}
+			openLayer = nil // closed by checkpoint
 			crashPoint("between", l)
 		}
 		log.Info("layer pruned", "layer", l, "sparsity", fmt.Sprintf("%.4f", lr.Sparsity), "seconds", fmt.Sprintf("%.2f", lr.Seconds))
