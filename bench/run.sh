@@ -21,7 +21,7 @@
 #   - `wanda prune` wall time and peak RSS on tiny-llama-a (wanda, magnitude,
 #     sparsegpt; 128×512 calibration windows of the reference), compared with
 #     the reference implementation's prune_seconds in results.json;
-#   - with --large: a 7B-shaped model (testdata/gen preset llama-7b, 13.5 GB,
+#   - with --large: a 7B-shaped model (internal/modelgen preset llama-7b, 13.5 GB,
 #     written to --work and deleted afterwards unless --keep) pruned with
 #     --nsamples 8 --seqlen 256 on C4 text: wall time, peak RssAnon, GFLOP/s of
 #     the forward passes, whether it completes in a 4 GiB memory cgroup, and
@@ -341,7 +341,7 @@ if [ "$LARGE" = 1 ]; then
 	if [ "$avail" -lt $((need * 1024 * 1024)) ]; then
 		printf 'Skipped: %s has %s free; the model, its pruned copies and the work directory need about %s GB.\n' "$WORK" "$(kib_to_mib "$avail")" "$need" >>"$REPORT"
 	else
-		go build -o "$ROOT/bench/.bin/gentiny" ./testdata/gen/cmd/gentiny
+		go build -o "$ROOT/bench/.bin/gentiny" ./cmd/gentiny
 		# shellcheck disable=SC2206 # word splitting of the extra flags is wanted
 		GEN_CMD=("$ROOT/bench/.bin/gentiny" -preset llama-7b -out "$L7" -v $LARGE_GEN_ARGS)
 		log "large: $(cmdline "${GEN_CMD[@]}")"

@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wanda-go/wanda/format/calib"
+	"github.com/wanda-go/wanda/calib"
 	"github.com/wanda-go/wanda/format/textdata"
 	"github.com/wanda-go/wanda/format/tokenizer"
 )

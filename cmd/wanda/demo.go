@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wanda-go/wanda/testdata/gen"
+	"github.com/wanda-go/wanda/internal/modelgen"
 )
 
 // demoText is the demo's calibration and evaluation text (written for this project).
@@ -47,10 +47,10 @@ func runDemo(c *cli.Context) error {
 	w := c.App.Writer
 	model := filepath.Join(dir, "tiny-model")
 	pruned := filepath.Join(dir, "tiny-model-pruned")
-	opt := gen.Default()
+	opt := modelgen.Default()
 	opt.Layers, opt.Hidden, opt.Intermediate = 4, 128, 256
 	fmt.Fprintf(w, "== generating a tiny random %s model (%d layers, hidden %d, %s) in %s\n", opt.Arch, opt.Layers, opt.Hidden, opt.DType, model)
-	if err := gen.Write(model, opt); err != nil {
+	if err := modelgen.Write(model, opt); err != nil {
 		return err
 	}
 	calib := filepath.Join(dir, "calib.jsonl")

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wanda-go/wanda/testdata/gen"
+	"github.com/wanda-go/wanda/internal/modelgen"
 )
 
 // smallDisk mounts a tmpfs of size bytes (root only; skips where it cannot).
@@ -24,7 +24,7 @@ func smallDisk(t *testing.T, size int64) string {
 }
 
 func TestFullDisk(t *testing.T) {
-	model := genTiny(t, gen.Default()) // ~320 KB of weights
+	model := genTiny(t, modelgen.Default()) // ~320 KB of weights
 	calib := filepath.Join(t.TempDir(), "calib.jsonl")
 	writeDemoCalib(t, calib)
 	args := func(out string) []string {

@@ -19,10 +19,10 @@ import (
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/textdata"
 	"github.com/wanda-go/wanda/format/tokenizer"
+	"github.com/wanda-go/wanda/model"
 	"github.com/wanda-go/wanda/stages/eval"
-	"github.com/wanda-go/wanda/stages/forward"
-	"github.com/wanda-go/wanda/stages/pack"
 	"github.com/wanda-go/wanda/tensor"
+	"github.com/wanda-go/wanda/transform"
 )
 
 // defaultSeqLenCap caps the default window (max_position_embeddings) as the
@@ -53,8 +53,8 @@ func init() {
 	})
 }
 
-// pack.Reader is the dense view eval reads a model directory through.
-var _ forward.Source = pack.Reader(nil)
+// transform.Reader is the dense view eval reads a model directory through.
+var _ model.Source = transform.Reader(nil)
 
 // evalResultJSON is the --json output.
 type evalResultJSON struct {
@@ -127,7 +127,7 @@ func runEval(c *cli.Context) error {
 
 	// A dense view: packed (compressed-tensors) linears are unpacked as each
 	// block is loaded, giving the same float32 weights as the dense model.
-	src, err := pack.Open(dir)
+	src, err := transform.Open(dir)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/stages/pack"
+	"github.com/wanda-go/wanda/transform"
 )
 
 // finishOutput adds the LoRA-ready extras to a pruned output directory before it is moved
@@ -35,14 +35,14 @@ func finishOutput(c *cli.Context, cfg *config.Config, dir string, rep *pipeline.
 		return fmt.Errorf("%w: --pack-format: %v", errUsage, err)
 	}
 	if c.String("pack-format") == "auto" {
-		f = pack.FormatAuto
+		f = transform.FormatAuto
 	}
 	maxShard, err := parseSize(c.String("max-shard-size"))
 	if err != nil {
 		return err
 	}
 	packed := dir + ".packed"
-	res, err := pack.Pack(dir, packed, pack.Options{Format: f, MaxShardBytes: maxShard})
+	res, err := transform.Pack(dir, packed, transform.Options{Format: f, MaxShardBytes: maxShard})
 	if err != nil {
 		os.RemoveAll(packed)
 		return err

@@ -16,7 +16,7 @@ import (
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
-	"github.com/wanda-go/wanda/stages/pack"
+	"github.com/wanda-go/wanda/transform"
 )
 
 func init() {
@@ -127,7 +127,7 @@ func inspectModel(dir string) (*inspectReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := pack.Open(dir)
+	r, err := transform.Open(dir)
 	if err != nil {
 		return nil, err
 	}

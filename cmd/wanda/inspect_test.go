@@ -16,8 +16,8 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/modelgen"
 	"github.com/wanda-go/wanda/internal/testenv"
-	"github.com/wanda-go/wanda/testdata/gen"
 )
 
 // inspSharedDir returns ../shared (next to the module root), skipping the
@@ -162,9 +162,9 @@ type craftedTensor struct {
 
 func TestInspectCraftedPatterns(t *testing.T) {
 	dir := t.TempDir()
-	opt := gen.Default()
+	opt := modelgen.Default()
 	opt.Seed = 7
-	if err := gen.Write(dir, opt); err != nil {
+	if err := modelgen.Write(dir, opt); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
@@ -343,11 +343,11 @@ func TestInspectCraftedPatterns(t *testing.T) {
 
 func TestInspectShardedAndProblems(t *testing.T) {
 	dir := t.TempDir()
-	opt := gen.Default()
+	opt := modelgen.Default()
 	opt.Arch = config.TypeQwen2
 	opt.MaxShardBytes = 40000
 	opt.Tied = true
-	if err := gen.Write(dir, opt); err != nil {
+	if err := modelgen.Write(dir, opt); err != nil {
 		t.Fatal(err)
 	}
 	var index struct {
@@ -403,7 +403,7 @@ func TestInspectShardedAndProblems(t *testing.T) {
 	}
 }
 
-// --- tests of the fixture generator testdata/gen (go test ./... skips testdata/) ---
+// --- tests of the fixture generator internal/modelgen ---
 
 func TestGenDeterministicAndConsistent(t *testing.T) {
 	read := func(dir string) map[string][]byte {
@@ -422,15 +422,15 @@ func TestGenDeterministicAndConsistent(t *testing.T) {
 		return files
 	}
 	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
-	opt := gen.Default()
+	opt := modelgen.Default()
 	opt.Seed = 42
 	for _, d := range []string{a, b} {
-		if err := gen.Write(d, opt); err != nil {
+		if err := modelgen.Write(d, opt); err != nil {
 			t.Fatal(err)
 		}
 	}
 	opt.Seed = 43
-	if err := gen.Write(c, opt); err != nil {
+	if err := modelgen.Write(c, opt); err != nil {
 		t.Fatal(err)
 	}
 	fa, fb, fc := read(a), read(b), read(c)
@@ -463,8 +463,8 @@ func TestGenDeterministicAndConsistent(t *testing.T) {
 		cfg.BOSTokenID != 1 || cfg.EOSTokenID != 2 || len(cfg.Architectures) != 1 || cfg.Architectures[0] != "LlamaForCausalLM" {
 		t.Errorf("config %+v", cfg)
 	}
-	if gen.TokenizerSize() > cfg.VocabSize {
-		t.Errorf("tokenizer has %d tokens, vocab_size %d", gen.TokenizerSize(), cfg.VocabSize)
+	if modelgen.TokenizerSize() > cfg.VocabSize {
+		t.Errorf("tokenizer has %d tokens, vocab_size %d", modelgen.TokenizerSize(), cfg.VocabSize)
 	}
 	set, err := safetensors.OpenDir(a)
 	if err != nil {
@@ -487,7 +487,7 @@ func TestGenDeterministicAndConsistent(t *testing.T) {
 
 	// Statistics of the weights: linears ~N(0, 0.02^2), no exact zeros; the
 	// outlier channels carry larger embeddings and norm weights.
-	outl, err := gen.OutlierChannels(gen.Default())
+	outl, err := modelgen.OutlierChannels(modelgen.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +498,7 @@ func TestGenDeterministicAndConsistent(t *testing.T) {
 	if len(outl) != 2 {
 		t.Errorf("outlier channels %v, want 2 for hidden 64", outl)
 	}
-	setD := inspGenOpen(t, gen.Default())
+	setD := inspGenOpen(t, modelgen.Default())
 	defer setD.Close()
 	std := func(v []float32) float64 {
 		var s, ss float64
@@ -528,14 +528,14 @@ func TestGenDeterministicAndConsistent(t *testing.T) {
 			inCols = append(inCols, x)
 		}
 	}
-	if r := std(outCols) / std(inCols); r < gen.EmbedOutlierScale*0.9 || r > gen.EmbedOutlierScale*1.1 {
-		t.Errorf("outlier/other embedding std ratio %v, want ~%v", r, gen.EmbedOutlierScale)
+	if r := std(outCols) / std(inCols); r < modelgen.EmbedOutlierScale*0.9 || r > modelgen.EmbedOutlierScale*1.1 {
+		t.Errorf("outlier/other embedding std ratio %v, want ~%v", r, modelgen.EmbedOutlierScale)
 	}
 	norm := inspFloats(t, setD, config.LayerTensor(0, config.PartInputNorm))
 	for c, x := range norm {
 		want := 1.0
 		if isOut[c] {
-			want = gen.NormOutlierScale
+			want = modelgen.NormOutlierScale
 		}
 		if math.Abs(float64(x)-want) > 0.15 {
 			t.Errorf("input_layernorm[%d] = %v, want ~%v", c, x, want)
@@ -543,10 +543,10 @@ func TestGenDeterministicAndConsistent(t *testing.T) {
 	}
 }
 
-func inspGenOpen(t *testing.T, opt gen.Options) *safetensors.Set {
+func inspGenOpen(t *testing.T, opt modelgen.Options) *safetensors.Set {
 	t.Helper()
 	dir := t.TempDir()
-	if err := gen.Write(dir, opt); err != nil {
+	if err := modelgen.Write(dir, opt); err != nil {
 		t.Fatal(err)
 	}
 	set, err := safetensors.OpenDir(dir)
@@ -577,17 +577,17 @@ func inspFloats(t *testing.T, set *safetensors.Set, name string) []float32 {
 func TestGenVariants(t *testing.T) {
 	tests := []struct {
 		name string
-		opt  gen.Options
+		opt  modelgen.Options
 		dt   dtype.DType
 	}{
-		{"mistral f16 linear rope", gen.Options{Arch: "mistral", DType: "f16", RopeScaling: "linear", Layers: 1}, dtype.F16},
-		{"qwen2 f32 tied llama3 sharded", gen.Options{Arch: "qwen2", DType: "f32", Tied: true, RopeScaling: "llama3", MaxShardBytes: 30000, Layers: 3}, dtype.F32},
-		{"llama MHA head_dim", gen.Options{Heads: 2, HeadDim: 24, Hidden: 32, Intermediate: 48, Vocab: 600, Seed: 3}, dtype.BF16},
+		{"mistral f16 linear rope", modelgen.Options{Arch: "mistral", DType: "f16", RopeScaling: "linear", Layers: 1}, dtype.F16},
+		{"qwen2 f32 tied llama3 sharded", modelgen.Options{Arch: "qwen2", DType: "f32", Tied: true, RopeScaling: "llama3", MaxShardBytes: 30000, Layers: 3}, dtype.F32},
+		{"llama MHA head_dim", modelgen.Options{Heads: 2, HeadDim: 24, Hidden: 32, Intermediate: 48, Vocab: 600, Seed: 3}, dtype.BF16},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := gen.Write(dir, tc.opt); err != nil {
+			if err := modelgen.Write(dir, tc.opt); err != nil {
 				t.Fatal(err)
 			}
 			cfg, err := config.Load(filepath.Join(dir, "config.json"))
@@ -633,10 +633,10 @@ func TestGenVariants(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []gen.Options{
+	for _, bad := range []modelgen.Options{
 		{Arch: "gpt2"}, {Heads: 3, KVHeads: 2}, {Vocab: 100}, {DType: "i8"}, {RopeScaling: "yarn"}, {Hidden: 30, Heads: 4},
 	} {
-		if err := gen.Write(t.TempDir(), bad); err == nil || !errors.Is(err, gen.ErrOptions) {
+		if err := modelgen.Write(t.TempDir(), bad); err == nil || !errors.Is(err, modelgen.ErrOptions) {
 			t.Errorf("Write(%+v) = %v, want ErrOptions", bad, err)
 		}
 	}

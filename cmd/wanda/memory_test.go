@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/wanda-go/wanda/internal/modelgen"
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/testdata/gen"
 )
 
 // TestPruneMemoryBounded prunes a generated model whose weights are more than 4× the memory
@@ -21,10 +21,10 @@ func TestPruneMemoryBounded(t *testing.T) {
 	const limit = 64 << 20
 	root := t.TempDir()
 	model := filepath.Join(root, "model")
-	opt := gen.Default()
+	opt := modelgen.Default()
 	opt.Layers, opt.Hidden, opt.Intermediate, opt.Heads, opt.KVHeads = 16, 512, 2048, 8, 8
 	opt.DType = "f32"
-	if err := gen.Write(model, opt); err != nil {
+	if err := modelgen.Write(model, opt); err != nil {
 		t.Fatal(err)
 	}
 	var weights int64

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wanda-go/wanda/stages/pack"
+	"github.com/wanda-go/wanda/transform"
 )
 
 func init() {
@@ -37,8 +37,8 @@ shapes, non-LoRA, fan_in_fan_out, DoRA, missing files) are refused before anythi
 			if err != nil {
 				return fmt.Errorf("--max-shard-size: %w", err)
 			}
-			res, err := pack.MergeLoRA(c.String("model"), c.String("adapter"), c.String("out"),
-				pack.MergeOptions{Scale: s, MaxShardBytes: maxShard})
+			res, err := transform.MergeLoRA(c.String("model"), c.String("adapter"), c.String("out"),
+				transform.MergeOptions{Scale: s, MaxShardBytes: maxShard})
 			if err != nil {
 				return err
 			}

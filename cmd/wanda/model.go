@@ -6,8 +6,8 @@ import (
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model"
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/stages/forward"
 )
 
 // openModel opens a Hugging Face model directory: config.json and the safetensors weights.
@@ -23,29 +23,29 @@ func openModel(dir string) (*config.Config, *safetensors.Set, error) {
 	return cfg, set, nil
 }
 
-// fwdModel adapts stages/forward to the pipeline's Model interface.
+// fwdModel adapts package model to the pipeline's Model interface.
 type fwdModel struct {
 	set     *safetensors.Set
 	cfg     *config.Config
-	rope    *forward.Rope
-	scratch forward.Scratch
+	rope    *model.Rope
+	scratch model.Scratch
 	// last is the previous layer's block: its buffers are reused for the next layer, so a
 	// layer's fp32 weights are allocated once per run, not once per layer.
-	last *forward.Block
+	last *model.Block
 }
 
 func newFwdModel(set *safetensors.Set, cfg *config.Config, seqlen int) *fwdModel {
-	return &fwdModel{set: set, cfg: cfg, rope: forward.NewRope(cfg, max(seqlen, 1))}
+	return &fwdModel{set: set, cfg: cfg, rope: model.NewRope(cfg, max(seqlen, 1))}
 }
 
 func (m *fwdModel) Config() *config.Config { return m.cfg }
 
 func (m *fwdModel) Embed(ids []int32, dst []float32) error {
-	return forward.Embed(m.set, m.cfg, ids, dst)
+	return model.Embed(m.set, m.cfg, ids, dst)
 }
 
 func (m *fwdModel) LoadBlock(layer int) (pipeline.Block, error) {
-	b, err := forward.LoadBlockInto(m.last, m.set, m.cfg, layer)
+	b, err := model.LoadBlockInto(m.last, m.set, m.cfg, layer)
 	if err != nil {
 		return nil, fmt.Errorf("load block: %w", err)
 	}
@@ -60,12 +60,12 @@ func (m *fwdModel) ReleaseBlock(layer int) {
 }
 
 type fwdBlock struct {
-	b *forward.Block
+	b *model.Block
 	m *fwdModel
 }
 
 func (b *fwdBlock) Forward(h []float32, nseq, seqlen int, tap pipeline.Tap) {
-	b.b.Forward(h, nseq, seqlen, b.m.rope, forward.Tap(tap), &b.m.scratch)
+	b.b.Forward(h, nseq, seqlen, b.m.rope, model.Tap(tap), &b.m.scratch)
 }
 
 func (b *fwdBlock) Linear(p config.Part) pipeline.Matrix { return b.b.Linear(p) }

@@ -7,7 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wanda-go/wanda/format/sparse"
-	"github.com/wanda-go/wanda/stages/pack"
+	"github.com/wanda-go/wanda/transform"
 )
 
 func init() {
@@ -32,7 +32,7 @@ is refused by name. "wanda unpack" restores the dense model bit for bit.`,
 		Action: func(c *cli.Context) error {
 			f := sparse.Format(c.String("format"))
 			switch f {
-			case pack.FormatAuto, sparse.Format24, sparse.FormatBitmask:
+			case transform.FormatAuto, sparse.Format24, sparse.FormatBitmask:
 			default:
 				return fmt.Errorf("%w: --format %q (want auto, %s or %s)", errUsage, f, sparse.Format24, sparse.FormatBitmask)
 			}
@@ -40,7 +40,7 @@ is refused by name. "wanda unpack" restores the dense model bit for bit.`,
 			if err != nil {
 				return fmt.Errorf("--max-shard-size: %w", err)
 			}
-			res, err := pack.Pack(c.String("model"), c.String("out"), pack.Options{Format: f, MaxShardBytes: maxShard})
+			res, err := transform.Pack(c.String("model"), c.String("out"), transform.Options{Format: f, MaxShardBytes: maxShard})
 			if err != nil {
 				return err
 			}

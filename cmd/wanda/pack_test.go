@@ -17,7 +17,7 @@ import (
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/peft"
 	"github.com/wanda-go/wanda/format/safetensors"
-	"github.com/wanda-go/wanda/testdata/gen"
+	"github.com/wanda-go/wanda/internal/modelgen"
 )
 
 // packRun runs the CLI in-process and returns its stdout.
@@ -36,7 +36,7 @@ func packRun(t *testing.T, args ...string) (string, error) {
 func packFixture(t *testing.T, dir string, nm bool) map[string][]byte {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "dense")
-	if err := gen.Write(src, gen.Default()); err != nil {
+	if err := modelgen.Write(src, modelgen.Default()); err != nil {
 		t.Fatal(err)
 	}
 	set, err := safetensors.OpenDir(src)

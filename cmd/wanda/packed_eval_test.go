@@ -12,8 +12,8 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/modelgen"
 	"github.com/wanda-go/wanda/stages/eval"
-	"github.com/wanda-go/wanda/testdata/gen"
 )
 
 // packedEvalFixture is a generated model, a calibration file and an
@@ -27,7 +27,7 @@ func newPackedEvalFixture(t *testing.T) *packedEvalFixture {
 	root := t.TempDir()
 	f := &packedEvalFixture{root: root, model: filepath.Join(root, "model"),
 		calib: filepath.Join(root, "calib.jsonl"), text: filepath.Join(root, "eval.txt")}
-	if err := gen.Write(f.model, gen.Default()); err != nil {
+	if err := modelgen.Write(f.model, modelgen.Default()); err != nil {
 		t.Fatal(err)
 	}
 	writeDemoCalib(t, f.calib)

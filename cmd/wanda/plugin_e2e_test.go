@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wanda-go/wanda/internal/modelgen"
 	"github.com/wanda-go/wanda/plugins/plugintest"
-	"github.com/wanda-go/wanda/testdata/gen"
 )
 
 var pluginBuild struct {
@@ -40,7 +40,7 @@ func builtPlugins(t *testing.T) (dir string, paths map[string]string) {
 // model files as the built-in.
 func TestPluginMetricMatchesBuiltin(t *testing.T) {
 	dir, _ := builtPlugins(t)
-	model := genTiny(t, gen.Default())
+	model := genTiny(t, modelgen.Default())
 	root := t.TempDir()
 	calib := filepath.Join(root, "calib.jsonl")
 	writeDemoCalib(t, calib)
@@ -85,7 +85,7 @@ func TestPluginMetricMatchesBuiltinTinyLlama(t *testing.T) {
 // and the layer, leaves no output directory and no process behind.
 func TestPluginFaultsInPrune(t *testing.T) {
 	dir, paths := builtPlugins(t)
-	model := genTiny(t, gen.Default())
+	model := genTiny(t, modelgen.Default())
 	root := t.TempDir()
 	calib := filepath.Join(root, "calib.jsonl")
 	writeDemoCalib(t, calib)

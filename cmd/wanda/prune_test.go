@@ -10,21 +10,21 @@ import (
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/modelgen"
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/testdata/gen"
 )
 
-func genTiny(t *testing.T, opt gen.Options) string {
+func genTiny(t *testing.T, opt modelgen.Options) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "model")
-	if err := gen.Write(dir, opt); err != nil {
+	if err := modelgen.Write(dir, opt); err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
 
 func TestPruneUsageErrors(t *testing.T) {
-	model := genTiny(t, gen.Default())
+	model := genTiny(t, modelgen.Default())
 	root := t.TempDir()
 	calib := filepath.Join(root, "calib.jsonl")
 	writeDemoCalib(t, calib)
@@ -75,7 +75,7 @@ func TestPruneUsageErrors(t *testing.T) {
 
 // TestPruneOutputDirectory checks what a pruned directory holds, on a sharded generated model.
 func TestPruneOutputDirectory(t *testing.T) {
-	opt := gen.Default()
+	opt := modelgen.Default()
 	opt.MaxShardBytes = 64 << 10
 	model := genTiny(t, opt)
 	root := t.TempDir()
@@ -161,7 +161,7 @@ func TestPruneOutputDirectory(t *testing.T) {
 // TestActivationScratchFile: with an activation budget too small for RAM the activations live
 // in a memory-mapped scratch file; the pruned model is the same, and the file is gone afterwards.
 func TestActivationScratchFile(t *testing.T) {
-	model := genTiny(t, gen.Default())
+	model := genTiny(t, modelgen.Default())
 	root := t.TempDir()
 	calib := filepath.Join(root, "calib.jsonl")
 	writeDemoCalib(t, calib)

@@ -223,7 +223,7 @@ func TestReferencePerplexities(t *testing.T) {
 
 // TestReferenceTextCalibration calibrates from the C4 text, sampling windows as the reference
 // does (Python's random, seed 0, documents longer than seqlen), instead of the captured token
-// windows. format/calib's tests show the windows are the reference's own; here the pruned
+// windows. calib's tests show the windows are the reference's own; here the pruned
 // models must then be the same files, and so have the same perplexities. Where they are not,
 // the perplexity must still be within 3% of the reference.
 func TestReferenceTextCalibration(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/wanda-go/wanda/testdata/gen"
+	"github.com/wanda-go/wanda/internal/modelgen"
 )
 
 // writeDemoCalib writes the demo text as a jsonl calibration file.
@@ -56,10 +56,10 @@ func modelFiles(t *testing.T, dir string) map[string][]byte {
 func TestResumeAfterKill(t *testing.T) {
 	root := t.TempDir()
 	model := filepath.Join(root, "model")
-	opt := gen.Default()
+	opt := modelgen.Default()
 	opt.Layers = 4
 	opt.MaxShardBytes = 200 << 10 // several shards and an index
-	if err := gen.Write(model, opt); err != nil {
+	if err := modelgen.Write(model, opt); err != nil {
 		t.Fatal(err)
 	}
 	calib := filepath.Join(root, "calib.jsonl")

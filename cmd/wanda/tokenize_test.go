@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/wanda-go/wanda/format/tokenizer"
-	"github.com/wanda-go/wanda/testdata/gen"
+	"github.com/wanda-go/wanda/internal/modelgen"
 )
 
 type tokRefCase struct {
@@ -135,15 +135,15 @@ func TestTokenizeErrors(t *testing.T) {
 // <s> is prepended.
 func TestTokenizeGeneratedTokenizer(t *testing.T) {
 	dir := t.TempDir()
-	if err := gen.Write(dir, gen.Default()); err != nil {
+	if err := modelgen.Write(dir, modelgen.Default()); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok.VocabSize() != gen.TokenizerSize() {
-		t.Errorf("vocab size %d, gen says %d", tok.VocabSize(), gen.TokenizerSize())
+	if tok.VocabSize() != modelgen.TokenizerSize() {
+		t.Errorf("vocab size %d, gen says %d", tok.VocabSize(), modelgen.TokenizerSize())
 	}
 	for id, want := range map[int32]string{0: "<unk>", 1: "<s>", 2: "</s>", 3: "<0x00>", 3 + 0x41: "<0x41>", 258: "<0xFF>"} {
 		if got, ok := tok.IDToToken(id); !ok || got != want {
@@ -157,7 +157,7 @@ func TestTokenizeGeneratedTokenizer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := tokParseIDs(t, out)
-	if len(ids) < 2 || ids[0] != gen.BOSID {
+	if len(ids) < 2 || ids[0] != modelgen.BOSID {
 		t.Fatalf("ids %v do not start with <s>", ids)
 	}
 	var pieces strings.Builder

@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wanda-go/wanda/stages/pack"
+	"github.com/wanda-go/wanda/transform"
 )
 
 func init() {
@@ -26,7 +26,7 @@ copied, and config.json loses its quantization_config.`,
 			if err != nil {
 				return fmt.Errorf("--max-shard-size: %w", err)
 			}
-			if err := pack.Unpack(c.String("model"), c.String("out"), pack.Options{MaxShardBytes: maxShard}); err != nil {
+			if err := transform.Unpack(c.String("model"), c.String("out"), transform.Options{MaxShardBytes: maxShard}); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\n", c.String("out"))

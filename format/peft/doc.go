@@ -36,5 +36,5 @@
 // holding adapter_config.json as an adapter and would not load the model.
 //
 // Merging into a pruned model destroys its sparsity unless the pruning mask is
-// re-applied afterwards (stages/pack.MergeLoRA does that).
+// re-applied afterwards (transform.MergeLoRA does that).
 package peft

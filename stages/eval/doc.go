@@ -10,9 +10,9 @@
 // float32 plus the block's scratch buffers), and each chunk goes through
 // blocks 0..L-1, each loaded (widened to float32) just before it is used and
 // its mapped pages released afterwards, then through the final norm and
-// lm_head. The weights come from a forward.Source: a plain safetensors set
+// lm_head. The weights come from a model.Source: a plain safetensors set
 // (Perplexity) or any dense view such as a packed directory read through
-// stages/pack (PerplexityFrom); the numbers are the same for the same dense
+// transform (PerplexityFrom); the numbers are the same for the same dense
 // values.
 //
 // Data layout: ids are a flat []int32; window w is ids[w*seqlen:(w+1)*seqlen];

@@ -9,7 +9,7 @@ import (
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
-	"github.com/wanda-go/wanda/stages/forward"
+	"github.com/wanda-go/wanda/model"
 )
 
 // DefaultMemoryBudget is the default activation budget per chunk (512 MiB).
@@ -80,19 +80,19 @@ func ChunkWindows(cfg *config.Config, seqlen int, budget int64) int {
 	if budget <= 0 {
 		budget = DefaultMemoryBudget
 	}
-	perToken := int64(cfg.HiddenSize+forward.ScratchFloatsPerToken(cfg)) * 4
+	perToken := int64(cfg.HiddenSize+model.ScratchFloatsPerToken(cfg)) * 4
 	return int(max(1, budget/(perToken*int64(seqlen))))
 }
 
 // Perplexity evaluates the model in set/cfg on ids (the tokenized text, BOS
 // included) with the reference protocol. It checks ctx between blocks.
 func Perplexity(ctx context.Context, set *safetensors.Set, cfg *config.Config, ids []int32, opt Options) (Result, error) {
-	return PerplexityFrom(ctx, forward.SetSource(set), cfg, ids, opt)
+	return PerplexityFrom(ctx, model.SetSource(set), cfg, ids, opt)
 }
 
-// PerplexityFrom is Perplexity reading the weights from any forward.Source,
-// such as stages/pack's Reader over a packed (compressed-tensors) directory.
-func PerplexityFrom(ctx context.Context, src forward.Source, cfg *config.Config, ids []int32, opt Options) (Result, error) {
+// PerplexityFrom is Perplexity reading the weights from any model.Source,
+// such as transform's Reader over a packed (compressed-tensors) directory.
+func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, ids []int32, opt Options) (Result, error) {
 	T := opt.SeqLen
 	if T < 2 {
 		return Result{}, fmt.Errorf("seqlen %d: %w (want ≥ 2)", T, ErrBadOptions)
@@ -109,7 +109,7 @@ func PerplexityFrom(ctx context.Context, src forward.Source, cfg *config.Config,
 	}
 	for i, id := range ids[:nw*T] {
 		if id < 0 || int(id) >= cfg.VocabSize {
-			return Result{}, fmt.Errorf("token %d: id %d, vocab_size %d: %w", i, id, cfg.VocabSize, forward.ErrTokenRange)
+			return Result{}, fmt.Errorf("token %d: id %d, vocab_size %d: %w", i, id, cfg.VocabSize, model.ErrTokenRange)
 		}
 	}
 	cw := opt.ChunkWindows
@@ -133,10 +133,10 @@ func PerplexityFrom(ctx context.Context, src forward.Source, cfg *config.Config,
 
 	H := cfg.HiddenSize
 	h := make([]float32, cw*T*H)
-	rope := forward.NewRope(cfg, T)
-	var scratch forward.Scratch
-	var blk *forward.Block
-	head, err := forward.LoadHeadFrom(src, cfg)
+	rope := model.NewRope(cfg, T)
+	var scratch model.Scratch
+	var blk *model.Block
+	head, err := model.LoadHeadFrom(src, cfg)
 	if err != nil {
 		return Result{}, err
 	}
@@ -145,7 +145,7 @@ func PerplexityFrom(ctx context.Context, src forward.Source, cfg *config.Config,
 		n := min(cw, nw-w0)
 		cids := ids[w0*T : (w0+n)*T]
 		hc := h[:n*T*H]
-		if err := forward.EmbedFrom(src, cfg, cids, hc); err != nil {
+		if err := model.EmbedFrom(src, cfg, cids, hc); err != nil {
 			return Result{}, err
 		}
 		src.Release(config.EmbedTokens)
@@ -154,7 +154,7 @@ func PerplexityFrom(ctx context.Context, src forward.Source, cfg *config.Config,
 			if err := ctx.Err(); err != nil {
 				return Result{}, err
 			}
-			blk, err = forward.LoadBlockIntoFrom(blk, src, cfg, l)
+			blk, err = model.LoadBlockIntoFrom(blk, src, cfg, l)
 			if err != nil {
 				return Result{}, err
 			}

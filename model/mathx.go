@@ -1,0 +1,113 @@
+package model
+
+import (
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/wanda-go/wanda/tensor"
+)
+
+// expf is a float32 exp accurate to about 1 ulp (Cody–Waite range reduction
+// and a degree-6 minimax polynomial, as in Cephes' expf): fast enough for the
+// billions of exponentials of attention softmax, SiLU and the vocabulary
+// log-sum-exp, where math.Exp would dominate the run time.
+func expf(x float32) float32 {
+	const (
+		log2e = 1.44269504088896341
+		c1    = 0.693359375
+		c2    = -2.12194440e-4
+		magic = 12582912.0 // 1.5·2^23: adding it rounds to an integer
+	)
+	if !(x < 88.72) { // also NaN
+		if x != x {
+			return x
+		}
+		return float32(math.Inf(1))
+	}
+	if x < -87.33 {
+		return 0
+	}
+	k := x*log2e + magic
+	n := k - magic
+	f := x - n*c1 - n*c2
+	p := float32(1.9875691500e-4)
+	p = p*f + 1.3981999507e-3
+	p = p*f + 8.3334519073e-3
+	p = p*f + 4.1665795894e-2
+	p = p*f + 1.6666665459e-1
+	p = p*f + 5.0000001201e-1
+	p = p*f*f + f + 1
+	e := int32(math.Float32bits(k)) - 0x4B400000 // the integer n
+	return p * math.Float32frombits(uint32(e+127)<<23)
+}
+
+// maxGo returns the maximum of x (-Inf for an empty x).
+func maxGo(x []float32) float32 {
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		m = max(m, v)
+	}
+	return m
+}
+
+// expRow replaces x[:n] by exp(x[i] - max(x[:n])), zeroes x[n:] and returns
+// the float64 sum of the exponentials: an unnormalised softmax.
+func expRow(x []float32, n int) float64 {
+	row := x[:n]
+	s := expSubSum(row, maxf(row))
+	clear(x[n:])
+	return s
+}
+
+// logSumExpInPlace returns log Σ exp(x_i) in float64 (max-shifted, float64
+// sum), overwriting x with the shifted exponentials.
+func logSumExpInPlace(x []float32) float64 {
+	mx := maxf(x)
+	if math.IsInf(float64(mx), 0) || mx != mx {
+		return float64(mx)
+	}
+	return float64(mx) + math.Log(expSubSum(x, mx))
+}
+
+// siluMulRow computes dst[i] = silu(g[i]) * u[i], silu(g) = g / (1 + exp(-g))
+// in float32. dst may alias g.
+func siluMulRow(dst, g, u []float32) {
+	u = u[:len(g)]
+	dst = dst[:len(g)]
+	for i, v := range g {
+		dst[i] = v / (1 + expf(-v)) * u[i]
+	}
+}
+
+// workers is the number of goroutines for row-parallel loops and attention.
+func workers() int {
+	return max(1, min(tensor.Threads(), runtime.GOMAXPROCS(0)))
+}
+
+// parallelFor runs body over [0, n) split into contiguous ranges on up to
+// workers() goroutines; grain is the smallest range worth a goroutine.
+func parallelFor(n, grain int, body func(lo, hi int)) {
+	w := workers()
+	if grain < 1 {
+		grain = 1
+	}
+	w = min(w, (n+grain-1)/grain)
+	if w <= 1 {
+		if n > 0 {
+			body(0, n)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	step := (n + w - 1) / w
+	for lo := 0; lo < n; lo += step {
+		hi := min(lo+step, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body(lo, hi)
+		}()
+	}
+	wg.Wait()
+}

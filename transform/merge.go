@@ -1,0 +1,206 @@
+package transform
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/wanda-go/wanda/format/dtype"
+	"github.com/wanda-go/wanda/format/peft"
+	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/tensor"
+)
+
+// MergeOptions configures MergeLoRA.
+type MergeOptions struct {
+	// Scale multiplies every module's LoRA scaling (0 means 1).
+	Scale float64
+	// MaxShardBytes as in Options.
+	MaxShardBytes int64
+}
+
+// MergeResult describes what MergeLoRA did.
+type MergeResult struct {
+	Merged []string // weights that received a LoRA update, sorted
+	// MaskSource is sparse.MaskFileName when the masks came from the model's
+	// mask file, "exact zeros" when they were derived from W == 0.
+	MaskSource string
+	// Pruned is the number of weights forced back to +0.0 by the masks.
+	Pruned int64
+	// KeptZeros counts kept (unmasked) weights whose merged value is exactly
+	// zero in the output dtype (written as +0.0). A later mask derived from
+	// exact zeros would count them as pruned.
+	KeptZeros int64
+}
+
+// MergeLoRA writes to out the model in dir (dense or packed; the output is
+// dense) with the LoRA adapter in adapterDir merged: W' = W + s·scale·(B·A)
+// computed in float32, then the pruning mask re-applied (+0.0 at every pruned
+// position) so the sparsity pattern is exactly preserved, then narrowed to W's
+// dtype; -0.0 is never written. The mask of a weight comes from the model's
+// sparsity_masks.safetensors when present (weights it does not list are
+// treated as unpruned), else from W's exact zeros. The adapter is checked
+// against the model first (peft.Adapter.Check); nothing is written when it
+// does not fit.
+func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, error) {
+	userScale := opt.Scale
+	if userScale == 0 {
+		userScale = 1
+	}
+	if math.IsNaN(userScale) || math.IsInf(userScale, 0) {
+		return nil, fmt.Errorf("merge-lora: scale %g is not finite", userScale)
+	}
+	r, err := Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	ad, err := peft.Load(adapterDir)
+	if err != nil {
+		return nil, err
+	}
+	defer ad.Close()
+	if err := ad.Check(r.Names(), r.Shape); err != nil {
+		return nil, err
+	}
+	for _, m := range ad.Modules {
+		if dt, _ := r.DType(m.Weight); !dt.IsFloat() {
+			return nil, fmt.Errorf("%s: tensor %q: dtype %s is not a float dtype", dir, m.Weight, dt)
+		}
+	}
+
+	res := &MergeResult{MaskSource: "exact zeros"}
+	var masks *sparse.MaskFile
+	mp := filepath.Join(dir, sparse.MaskFileName)
+	if _, err := os.Stat(mp); err == nil {
+		if masks, err = sparse.OpenMasks(mp); err != nil {
+			return nil, err
+		}
+		defer masks.Close()
+		res.MaskSource = sparse.MaskFileName
+		for _, n := range masks.Names() {
+			rows, cols, _ := masks.Shape(n)
+			s, ok := r.Shape(n)
+			if !ok || len(s) != 2 || s[0] != int64(rows) || s[1] != int64(cols) {
+				return nil, fmt.Errorf("%s: tensor %q: %w: mask is [%d, %d], the model's tensor is %v", mp, n, sparse.ErrMask, rows, cols, s)
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+
+	cfgPath := filepath.Join(dir, ConfigName)
+	cfgBytes, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	if r.Format() != sparse.FormatDense {
+		if cfgBytes, _, err = sparse.StripSparsityConfig(cfgBytes); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfgPath, err)
+		}
+	}
+
+	err = buildDir(out, func(tmp string) error {
+		err := writeDense(r, tmp, opt.MaxShardBytes, func(name string, data []byte) ([]byte, error) {
+			m, ok := ad.ForWeight(name)
+			if !ok {
+				return data, nil
+			}
+			defer ad.Release(m)
+			dt, _ := r.DType(name)
+			var mask *sparse.Mask
+			var err error
+			if masks != nil {
+				mask, _, err = masks.Mask(name)
+			} else {
+				mask, err = sparse.MaskFromZeros(data, dt, m.Out, m.In)
+			}
+			if err != nil {
+				return nil, err
+			}
+			merged, pruned, keptZeros, err := mergeOne(data, dt, m, float32(m.Scale*userScale), mask)
+			if err != nil {
+				return nil, fmt.Errorf("%s: module %q: %w", adapterDir, m.Name, err)
+			}
+			res.Merged = append(res.Merged, name)
+			res.Pruned += pruned
+			res.KeptZeros += keptZeros
+			return merged, nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := writeFileSync(filepath.Join(tmp, ConfigName), cfgBytes); err != nil {
+			return err
+		}
+		return copyOtherFiles(dir, tmp, skipper(r.Shards()))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.KeptZeros > 0 {
+		slog.Warn("merge-lora: some kept weights became exactly zero after the merge", "count", res.KeptZeros)
+	}
+	slog.Info("merge-lora: done", "out", out, "merged", len(res.Merged), "mask_source", res.MaskSource, "pruned", res.Pruned)
+	return res, nil
+}
+
+// mergeOne computes mask(W + alpha·B·A) in float32 and narrows it to dt,
+// writing +0.0 for every zero. It returns the new bytes, the number of masked
+// entries and the number of unmasked entries that are zero in the output.
+func mergeOne(data []byte, dt dtype.DType, m *peft.Module, alpha float32, mask *sparse.Mask) ([]byte, int64, int64, error) {
+	rows, cols, rank := m.Out, m.In, m.Rank
+	w := make([]float32, rows*cols)
+	if err := dtype.ToFloat32(w, data, dt); err != nil {
+		return nil, 0, 0, err
+	}
+	a, err := m.A.Float32()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	b, err := m.B.Float32()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	// W[rows, cols] += alpha · B[rows, rank] · A[rank, cols]
+	tensor.Sgemm(false, false, rows, cols, rank, alpha, b, rank, a, cols, 1, w, cols)
+	var pruned int64
+	if mask != nil {
+		if mask.Rows != rows || mask.Cols != cols {
+			return nil, 0, 0, fmt.Errorf("%w: mask is [%d, %d], weight is [%d, %d]", sparse.ErrMask, mask.Rows, mask.Cols, rows, cols)
+		}
+		for k := range w {
+			if mask.Bits[k>>6]&(1<<(uint(k)&63)) != 0 {
+				w[k] = 0
+				pruned++
+			}
+		}
+	}
+	out := make([]byte, len(data))
+	if err := dtype.FromFloat32(out, w, dt); err != nil {
+		return nil, 0, 0, err
+	}
+	// +0.0 everywhere a zero lands (a kept weight can round or cancel to ±0).
+	size := dt.Size()
+	var keptZeros int64
+	for k := range w {
+		e := out[k*size : (k+1)*size]
+		last := len(e) - 1
+		zero := e[last]&0x7f == 0
+		for _, x := range e[:last] {
+			zero = zero && x == 0
+		}
+		if !zero {
+			continue
+		}
+		e[last] = 0
+		if mask == nil || mask.Bits[k>>6]&(1<<(uint(k)&63)) == 0 {
+			keptZeros++
+		}
+	}
+	return out, pruned, keptZeros, nil
+}

@@ -1,0 +1,285 @@
+package transform
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/format/sparse"
+)
+
+// FormatAuto lets Pack choose: sparse-24-bitmask when every packed linear is
+// 2:4, else sparse-bitmask.
+const FormatAuto sparse.Format = "auto"
+
+// Options configures Pack, Unpack and MergeLoRA.
+type Options struct {
+	// Format for Pack: FormatAuto (or ""), sparse.Format24 or sparse.FormatBitmask.
+	Format sparse.Format
+	// MaxShardBytes is the largest data size of an output shard; 0 writes one
+	// model.safetensors.
+	MaxShardBytes int64
+}
+
+// Result describes what Pack did.
+type Result struct {
+	Format    sparse.Format
+	Structure string   // "2:4" or "unstructured"
+	Packed    []string // dense names of the packed tensors, sorted
+	// DenseBytes and PackedBytes are the sizes of the packed tensors before and
+	// after packing (all parts, .shape and .row_offsets included).
+	DenseBytes, PackedBytes int64
+	// GlobalSparsity is the fraction of exact zeros over all float tensors.
+	GlobalSparsity float64
+}
+
+// targetsOf lists the tensors to pack: the seven linears of every layer,
+// restricted to those in the model's mask file when there is one.
+func targetsOf(dir string, names []string) ([]string, error) {
+	var masked map[string]bool
+	mp := filepath.Join(dir, sparse.MaskFileName)
+	if _, err := os.Stat(mp); err == nil {
+		mf, err := sparse.OpenMasks(mp)
+		if err != nil {
+			return nil, err
+		}
+		masked = map[string]bool{}
+		for _, n := range mf.Names() {
+			masked[n] = true
+		}
+		mf.Close()
+	}
+	var out []string
+	for _, n := range names {
+		if _, p, ok := config.ParseLayerTensor(n); ok && p.IsLinear() && (masked == nil || masked[n]) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Pack writes a packed copy of the dense pruned model in dir to out (see the
+// package documentation). A linear that breaks 2:4 with opt.Format
+// sparse.Format24, or that holds -0.0, is refused with an error naming it
+// (wrapping sparse.ErrNot24 / sparse.ErrNegativeZero) before anything is
+// written.
+func Pack(dir, out string, opt Options) (*Result, error) {
+	format := opt.Format
+	switch format {
+	case "", FormatAuto:
+		format = FormatAuto
+	case sparse.Format24, sparse.FormatBitmask:
+	default:
+		return nil, fmt.Errorf("pack: format %q (want auto, %s or %s)", format, sparse.Format24, sparse.FormatBitmask)
+	}
+	cfgPath := filepath.Join(dir, ConfigName)
+	cfgBytes, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	cfg, err := config.Parse(cfgBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfgPath, err)
+	}
+	if sc, err := sparse.ReadSparsityConfig(cfgBytes); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfgPath, err)
+	} else if sc != nil {
+		return nil, fmt.Errorf("%s: already packed (%s); unpack it first", dir, sc.Format)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer set.Close()
+	names := set.Names()
+	targets, err := targetsOf(dir, names)
+	if err != nil {
+		return nil, err
+	}
+
+	// Pass 1: scan the linears (zeros, -0.0, 2:4), releasing each.
+	type plan struct {
+		rows, cols int
+		stat       sparse.Stat
+	}
+	plans := map[string]*plan{}
+	all24 := true
+	var first24 string
+	var zeros, total int64
+	for _, n := range targets {
+		t, _ := set.Tensor(n)
+		if len(t.Shape) != 2 || !t.DType.IsFloat() {
+			slog.Warn("pack: not packing a linear that is not a 2-D float tensor", "tensor", n, "dtype", t.DType, "shape", t.Shape)
+			continue
+		}
+		p := &plan{rows: int(t.Shape[0]), cols: int(t.Shape[1])}
+		p.stat, err = sparse.Scan(t.Bytes(), t.DType, p.rows, p.cols)
+		set.Release(n)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
+		}
+		if p.stat.NegZeros > 0 {
+			k := p.stat.FirstNegZero
+			return nil, fmt.Errorf("%s: tensor %q: %w: %d entries, the first at [%d, %d] (wanda writes +0.0; re-export the model)",
+				t.File, n, sparse.ErrNegativeZero, p.stat.NegZeros, k/p.cols, k%p.cols)
+		}
+		if !p.stat.Is24 && all24 {
+			all24, first24 = false, n
+			if format == sparse.Format24 {
+				why := fmt.Sprintf("%d columns is not a multiple of 4", p.cols)
+				if k := p.stat.First24Violation; k >= 0 {
+					why = fmt.Sprintf("row %d, columns %d..%d have fewer than 2 zeros", k/p.cols, k%p.cols, k%p.cols+3)
+				}
+				return nil, fmt.Errorf("%s: tensor %q: %w: %s", t.File, n, sparse.ErrNot24, why)
+			}
+		}
+		plans[n] = p
+		zeros += p.stat.Zeros
+		total += int64(p.rows) * int64(p.cols)
+	}
+	if len(plans) == 0 {
+		return nil, fmt.Errorf("%s: no prunable linear tensors to pack", dir)
+	}
+	if format == FormatAuto {
+		format = sparse.FormatBitmask
+		if all24 {
+			format = sparse.Format24
+		} else {
+			slog.Info("pack: not every linear is 2:4, using "+string(sparse.FormatBitmask), "first", first24)
+		}
+	}
+	res := &Result{Format: format, Structure: sparse.StructureUnstructured}
+	if all24 {
+		res.Structure = sparse.Structure24
+	}
+
+	// Declare the output.
+	var specs []safetensors.Spec
+	for _, n := range names {
+		t, _ := set.Tensor(n)
+		p, ok := plans[n]
+		if !ok {
+			specs = append(specs, safetensors.Spec{Name: n, DType: t.DType, Shape: t.Shape})
+			continue
+		}
+		prefix, _ := sparse.Prefix(n)
+		nnz := int64(p.rows)*int64(p.cols) - p.stat.Zeros
+		s, err := sparse.Specs(format, prefix, t.DType, p.rows, p.cols, nnz)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
+		}
+		specs = append(specs, s...)
+		res.Packed = append(res.Packed, n)
+	}
+	sort.Strings(res.Packed)
+
+	err = buildDir(out, func(tmp string) error {
+		w, err := safetensors.Create(tmp, specs, safetensors.WriterOptions{MaxShardBytes: opt.MaxShardBytes, Metadata: set.Metadata()})
+		if err != nil {
+			return err
+		}
+		if err := func() error {
+			for _, n := range names {
+				t, _ := set.Tensor(n)
+				data := t.Bytes()
+				p, ok := plans[n]
+				if !ok {
+					if t.DType.IsFloat() {
+						st, err := sparse.Scan(data, t.DType, 1, int(t.Numel()))
+						if err != nil {
+							return fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
+						}
+						zeros += st.Zeros
+						total += t.Numel()
+					}
+					err := w.Write(n, data)
+					set.Release(n)
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				pk, err := sparse.Pack(format, data, t.DType, p.rows, p.cols)
+				set.Release(n)
+				if err != nil {
+					return fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
+				}
+				prefix, _ := sparse.Prefix(n)
+				res.DenseBytes += int64(len(data))
+				for _, suf := range []string{sparse.SuffixCompressed, sparse.SuffixBitmask, sparse.SuffixRowOffsets, sparse.SuffixShape} {
+					if suf == sparse.SuffixRowOffsets && format != sparse.FormatBitmask {
+						continue
+					}
+					b, err := pk.Data(suf)
+					if err != nil {
+						return err
+					}
+					if err := w.Write(prefix+suf, b); err != nil {
+						return err
+					}
+					res.PackedBytes += int64(len(b))
+				}
+			}
+			return nil
+		}(); err != nil {
+			w.Abort()
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		if total > 0 {
+			res.GlobalSparsity = float64(zeros) / float64(total)
+		}
+		sc := sparse.SparsityConfig{
+			Format: format, GlobalSparsity: res.GlobalSparsity, SparsityStructure: res.Structure,
+			Targets: targetList(cfg, res.Packed), Ignore: []string{"lm_head"},
+		}
+		nc, err := sparse.WithSparsityConfig(cfgBytes, sc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfgPath, err)
+		}
+		if err := writeFileSync(filepath.Join(tmp, ConfigName), nc); err != nil {
+			return err
+		}
+		return copyOtherFiles(dir, tmp, skipper(set.Shards()))
+	})
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("pack: done", "out", out, "format", format, "tensors", len(res.Packed),
+		"dense_bytes", res.DenseBytes, "packed_bytes", res.PackedBytes)
+	return res, nil
+}
+
+// targetList is sparsity_config.targets: ["Linear"] when every linear of every
+// layer is packed (compressed-tensors then compresses all Linear modules but
+// the ignored lm_head), else the packed module names.
+func targetList(cfg *config.Config, packed []string) []string {
+	if len(packed) == cfg.NumLayers*len(config.Linears) {
+		return []string{"Linear"}
+	}
+	mods := make([]string, len(packed))
+	for i, n := range packed {
+		mods[i], _ = sparse.Prefix(n)
+	}
+	return mods
+}
+
+// IsPacked reports whether the model directory dir is packed (its config.json
+// has a compressed-tensors sparsity_config).
+func IsPacked(dir string) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ConfigName))
+	if err != nil {
+		return false, err
+	}
+	sc, err := sparse.ReadSparsityConfig(b)
+	if err != nil {
+		return false, err
+	}
+	return sc != nil && sc.Format != sparse.FormatDense, nil
+}
