@@ -52,6 +52,17 @@ func attnTileRows(T int) int {
 // rope must cover at least seqlen positions. tap (may be nil) sees the input
 // of every linear; s (may be nil) supplies reusable buffers.
 func (b *Block) Forward(h []float32, nseq, seqlen int, rope *Rope, tap Tap, s *Scratch) {
+	b.forward(h, nseq, seqlen, rope, tap, s, false)
+}
+
+// ForwardStats is Forward for a pass whose only purpose is tap (the dense pass of a pruning
+// run): it stops after tapping the input of down_proj, skipping the down_proj product and
+// the last residual, so h holds scratch values afterwards.
+func (b *Block) ForwardStats(h []float32, nseq, seqlen int, rope *Rope, tap Tap, s *Scratch) {
+	b.forward(h, nseq, seqlen, rope, tap, s, true)
+}
+
+func (b *Block) forward(h []float32, nseq, seqlen int, rope *Rope, tap Tap, s *Scratch, statsOnly bool) {
 	d := b.d
 	H := d.hidden
 	rows := nseq * seqlen
@@ -120,6 +131,9 @@ func (b *Block) Forward(h []float32, nseq, seqlen int, rope *Rope, tap Tap, s *S
 	act := gu[:rows*I]
 	if tap != nil {
 		tap(config.PartDown, act, rows, I)
+	}
+	if statsOnly {
+		return
 	}
 	tensor.MatMulT(x, act, b.wd, rows, H, I)
 	addInto(h, x)

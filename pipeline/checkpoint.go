@@ -27,7 +27,7 @@ import (
 // crash at any point leaves a state that names files that exist and are complete.
 
 // ErrCheckpoint reports an unusable work directory.
-var ErrCheckpoint = errors.New("checkpoint")
+var ErrCheckpoint = errors.New("pipeline: checkpoint")
 
 const stateFile = "state.json"
 
@@ -74,11 +74,11 @@ func readState(dir string) (*checkpointState, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+		return nil, fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
 	var st checkpointState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, filepath.Join(dir, stateFile), err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrCheckpoint, filepath.Join(dir, stateFile), err)
 	}
 	return &st, nil
 }
@@ -87,24 +87,24 @@ func writeAtomic(path string, write func(w io.Writer) error) error {
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
 	if err := write(f); err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("%w: write %s: %v", ErrCheckpoint, tmp, err)
+		return fmt.Errorf("%w: write %s: %w", ErrCheckpoint, tmp, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("%w: sync %s: %v", ErrCheckpoint, tmp, err)
+		return fmt.Errorf("%w: sync %s: %w", ErrCheckpoint, tmp, err)
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("%w: close %s: %v", ErrCheckpoint, tmp, err)
+		return fmt.Errorf("%w: close %s: %w", ErrCheckpoint, tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
 	return nil
 }
@@ -140,18 +140,18 @@ func writeActs(path string, x []float32) error {
 func readActs(path string, dst []float32) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCheckpoint, err)
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
 	if st.Size() != int64(len(dst))*4 {
 		return fmt.Errorf("%w: %s has %d bytes, want %d", ErrCheckpoint, path, st.Size(), int64(len(dst))*4)
 	}
 	if _, err := io.ReadFull(f, float32Bytes(dst)); err != nil {
-		return fmt.Errorf("%w: read %s: %v", ErrCheckpoint, path, err)
+		return fmt.Errorf("%w: read %s: %w", ErrCheckpoint, path, err)
 	}
 	for _, v := range dst[:min(len(dst), 1024)] {
 		if math.IsNaN(float64(v)) {
@@ -167,7 +167,7 @@ func readActs(path string, dst []float32) error {
 func createLayerFile(dir string, l int, specs []safetensors.Spec) (*safetensors.Writer, error) {
 	w, err := safetensors.Create(dir, specs, safetensors.WriterOptions{BaseName: layerBase(l), Metadata: map[string]string{"format": "pt"}})
 	if err != nil {
-		return nil, fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
+		return nil, fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
 	}
 	return w, nil
 }
@@ -177,7 +177,7 @@ func createLayerFile(dir string, l int, specs []safetensors.Spec) (*safetensors.
 func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool, lw *safetensors.Writer,
 	rep *Report, zeros, params int) error {
 	if err := lw.Close(); err != nil {
-		return fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
+		return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
 	}
 	if needFwd && l+1 < layers {
 		if err := writeActs(actsFile(dir, l+1), next.Samples(0, next.N)); err != nil {
@@ -197,12 +197,12 @@ func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool,
 func restoreLayer(dir string, l int, w *safetensors.Writer) error {
 	f, err := safetensors.Open(layerFile(dir, l))
 	if err != nil {
-		return fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
+		return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
 	}
 	defer f.Close()
 	for _, t := range f.Tensors() {
 		if err := w.Write(t.Name, t.Bytes()); err != nil {
-			return fmt.Errorf("%w: layer %d: %v", ErrCheckpoint, l, err)
+			return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
 		}
 	}
 	return nil

@@ -5,28 +5,25 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/wanda-go/wanda/format/config"
 )
 
 // ErrNoSpace reports that a file system lacks the room a run needs.
-var ErrNoSpace = errors.New("not enough free disk space")
+var ErrNoSpace = errors.New("pipeline: not enough free disk space")
 
 // checkDiskSpace fails early when the output's file system cannot hold the pruned model
-// (same size as the source), or the work directory its checkpoints.
+// (same size as the source, plus the mask file of the linear pruned weights), or the work
+// directory its checkpoints.
 //
 // WANDA_SKIP_SPACE_CHECK=1 skips the check (a test hook: it lets tests run out of space
 // in the middle of writing).
-func checkDiskSpace(opt *Options, out string, seqlen int) error {
+func checkDiskSpace(opt *Options, out string, seqlen int, linear int64) error {
 	if os.Getenv("WANDA_SKIP_SPACE_CHECK") == "1" {
 		return nil
 	}
-	var need, linear int64
+	var need int64
 	for _, name := range opt.Source.Names() {
 		t, _ := opt.Source.Tensor(name)
 		need += t.Numel() * int64(t.DType.Size())
-		if _, p, ok := config.ParseLayerTensor(name); ok && p.IsLinear() {
-			linear += t.Numel()
-		}
 	}
 	need += linear/8 + 1<<20 // the mask file, headers, index, config and tokenizer files
 	need += opt.ExtraBytes

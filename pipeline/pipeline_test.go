@@ -6,7 +6,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/wanda-go/wanda/format/config"
 )
 
 func TestStoreRAMAndDisk(t *testing.T) {
@@ -50,11 +49,11 @@ func TestAccumulator(t *testing.T) {
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())
 	}
-	a := newAccumulator(nil, true)
-	a.tap(config.PartDown, x[:5*cols], 5, cols)
-	a.tap(config.PartDown, x[5*cols:], rows-5, cols)
+	a := newAccumulator(2, true)
+	a.tap(1, x[:5*cols], 5, cols)
+	a.tap(1, x[5*cols:], rows-5, cols)
 	a.n = nseq
-	st := a.stats(config.PartDown)
+	st := a.stats(1, cols)
 	if st.N != nseq || st.Tokens != rows {
 		t.Fatalf("N %d tokens %d", st.N, st.Tokens)
 	}
@@ -78,14 +77,9 @@ func TestAccumulator(t *testing.T) {
 			}
 		}
 	}
-	// q, k and v share the PartQ input; gate and up share PartGate.
-	for _, p := range []config.Part{config.PartQ, config.PartK, config.PartV} {
-		if inputOf(p) != config.PartQ {
-			t.Errorf("inputOf(%v) = %v", p, inputOf(p))
-		}
-	}
-	if inputOf(config.PartUp) != config.PartGate || inputOf(config.PartO) != config.PartO {
-		t.Errorf("inputOf(up/o) wrong")
+	// An input that saw no token (an expert no calibration token reached) has zero statistics.
+	if z := a.stats(0, cols); z.Tokens != 0 || len(z.SumSq) != cols || z.SumSq[0] != 0 || len(z.Hessian) != cols*cols {
+		t.Errorf("unseen input: %+v", z)
 	}
 }
 

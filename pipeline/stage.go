@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // Matrix is a dense row-major float32 matrix. For a linear layer's weight it is [out, in]:
@@ -136,16 +137,7 @@ func (m *Mask) Set(i, j int) {
 func (m *Mask) Count() int {
 	n := 0
 	for _, w := range m.Bits {
-		n += popcount(w)
-	}
-	return n
-}
-
-func popcount(x uint64) int {
-	n := 0
-	for x != 0 {
-		x &= x - 1
-		n++
+		n += bits.OnesCount64(w)
 	}
 	return n
 }
@@ -201,8 +193,8 @@ type Solver interface {
 
 // Sentinel errors.
 var (
-	ErrBadTarget   = errors.New("invalid pruning target")
-	ErrShape       = errors.New("shape mismatch")
-	ErrNonFinite   = errors.New("non-finite value")
-	ErrStageFailed = errors.New("stage failed")
+	ErrBadTarget   = errors.New("pipeline: invalid pruning target")
+	ErrShape       = errors.New("pipeline: shape mismatch")
+	ErrNonFinite   = errors.New("pipeline: non-finite value")
+	ErrStageFailed = errors.New("pipeline: stage failed")
 )

@@ -10,7 +10,7 @@ import (
 )
 
 // ErrStore reports a failure of the activation store (scratch file creation, mapping).
-var ErrStore = errors.New("activation store")
+var ErrStore = errors.New("pipeline: activation store")
 
 // Store holds the hidden states of the calibration samples between decoder blocks:
 // N samples of T tokens of H float32 each, laid out [N, T, H] row-major. It lives in RAM
@@ -38,17 +38,17 @@ func NewStore(n, t, h int, budget int64, dir string) (*Store, error) {
 	}
 	f, err := os.CreateTemp(dir, "wanda-activations-*.f32")
 	if err != nil {
-		return nil, fmt.Errorf("%w: create scratch file: %v", ErrStore, err)
+		return nil, fmt.Errorf("%w: create scratch file: %w", ErrStore, err)
 	}
 	s.file, s.path = f, f.Name()
 	if err := f.Truncate(size); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("%w: size scratch file %s to %d bytes: %v", ErrStore, s.path, size, err)
+		return nil, fmt.Errorf("%w: size scratch file %s to %d bytes: %w", ErrStore, s.path, size, err)
 	}
 	m, err := mmap.Map(f, mmap.RDWR, 0)
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("%w: map scratch file %s: %v", ErrStore, s.path, err)
+		return nil, fmt.Errorf("%w: map scratch file %s: %w", ErrStore, s.path, err)
 	}
 	s.mm = m
 	s.data = unsafe.Slice((*float32)(unsafe.Pointer(&m[0])), n*t*h)

@@ -1,0 +1,85 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/wanda-go/wanda/format/safetensors"
+)
+
+// Method is the pruning rule: a Metric and a Pattern, or a Solver.
+type Method struct {
+	Name    string
+	Metric  Metric
+	Pattern Pattern
+	Solver  Solver
+}
+
+// ErrMethod reports a Method that is neither a metric with a pattern nor a solver.
+var ErrMethod = errors.New("pipeline: invalid method")
+
+// Validate checks that m is a Metric with a Pattern, or a Solver alone.
+func (m Method) Validate() error {
+	switch {
+	case m.Solver != nil && (m.Metric != nil || m.Pattern != nil):
+		return fmt.Errorf("%w %q: a solver chooses its own mask; it takes no metric or pattern", ErrMethod, m.Name)
+	case m.Solver == nil && (m.Metric == nil || m.Pattern == nil):
+		return fmt.Errorf("%w %q: needs a metric and a pattern, or a solver", ErrMethod, m.Name)
+	}
+	return nil
+}
+
+// NeedsStats reports whether the method uses calibration statistics (and so a dense
+// forward pass over calibration windows).
+func (m Method) NeedsStats() bool {
+	if m.Solver != nil {
+		return true
+	}
+	return m.Metric != nil && m.Metric.NeedsStats()
+}
+
+func (m Method) needsHessian() bool { return m.Solver != nil && m.Solver.NeedsHessian() }
+
+// CalibInfo describes where the calibration windows came from (for the report).
+type CalibInfo struct {
+	Source  string `json:"source"`
+	Kind    string `json:"kind"` // "text" or "tokens"
+	Windows int    `json:"windows"`
+	SeqLen  int    `json:"seqlen"`
+	Seed    int64  `json:"seed"`
+}
+
+// Options configure a pruning run.
+type Options struct {
+	Model    Model
+	Source   *safetensors.Set // the model's weights (for export: dtypes, untouched tensors)
+	ModelDir string           // source directory (its config/tokenizer files are copied)
+	Calib    [][]int32        // calibration windows [N][T]; may be nil when the method needs none
+	CalibInfo
+	Method Method
+	Target Target
+
+	OutDir        string
+	Force         bool  // replace an existing OutDir
+	MaxShardBytes int64 // 0: one file
+	// ActivationBudget is the number of bytes of activations kept in RAM; beyond it the
+	// activation store is a memory-mapped scratch file in ScratchDir.
+	ActivationBudget int64
+	ScratchDir       string
+	// ChunkTokens bounds the rows a block processes at once (a multiple of seqlen is used).
+	ChunkTokens int
+	// WorkDir, when set, receives a checkpoint after every finished layer (see checkpoint.go);
+	// Resume continues from the checkpoint found there. The work directory is emptied on success.
+	WorkDir string
+	Resume  bool
+	// ExtraBytes is added to the free space the output needs (e.g. a packed copy).
+	ExtraBytes int64
+
+	Progress io.Writer // progress bar destination (drawn only on a terminal)
+	Logger   *slog.Logger
+	// Finish, when set, runs after all tensors are written and before the output directory
+	// is moved into place: dir is the temporary output directory.
+	Finish func(dir string, rep *Report) error
+}
