@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-
 )
 
 // ErrNoSpace reports that a file system lacks the room a run needs.

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
-
 )
 
 func TestStoreRAMAndDisk(t *testing.T) {

@@ -83,9 +83,11 @@ type weightsSource struct {
 	w   pipeline.Weights
 }
 
-func (s weightsSource) DType(name string) (dtype.DType, bool) { return model.SetSource(s.set).DType(name) }
-func (s weightsSource) Shape(name string) ([]int64, bool)     { return model.SetSource(s.set).Shape(name) }
-func (s weightsSource) Release(name string)                   {}
+func (s weightsSource) DType(name string) (dtype.DType, bool) {
+	return model.SetSource(s.set).DType(name)
+}
+func (s weightsSource) Shape(name string) ([]int64, bool) { return model.SetSource(s.set).Shape(name) }
+func (s weightsSource) Release(name string)               {}
 func (s weightsSource) Bytes(name string) ([]byte, error) {
 	m, err := s.w.Mat(name)
 	if err != nil {
