@@ -31,14 +31,20 @@ var ErrCheckpoint = errors.New("pipeline: checkpoint")
 
 const stateFile = "state.json"
 
+// stateVersion is the layout of state.json and the work directory it describes.
+const stateVersion = 2
+
 type checkpointState struct {
-	Version     int            `json:"version"`
-	Fingerprint string         `json:"fingerprint"`
-	NextLayer   int            `json:"next_layer"`
-	Layers      []LayerReport  `json:"layers"`
-	Tensors     []TensorReport `json:"tensors"`
-	Zeros       int            `json:"zeros"`
-	Params      int            `json:"params"`
+	Version int `json:"version"`
+	// Sums maps every checkpoint file the state relies on (base name) to its SHA-256: a
+	// file that changed since it was checkpointed is refused on resume.
+	Sums        map[string]string `json:"sha256"`
+	Fingerprint string            `json:"fingerprint"`
+	NextLayer   int               `json:"next_layer"`
+	Layers      []LayerReport     `json:"layers"`
+	Tensors     []TensorReport    `json:"tensors"`
+	Zeros       int               `json:"zeros"`
+	Params      int               `json:"params"`
 }
 
 // layerBase is layer l's checkpoint file name without ".safetensors".
@@ -52,7 +58,7 @@ func actsFile(dir string, l int) string { return filepath.Join(dir, fmt.Sprintf(
 // calibration windows. A work directory is only resumed by the same run.
 func fingerprint(opt *Options) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "method=%s target=%+v\n", opt.Method.Name, opt.Target)
+	fmt.Fprintf(h, "method=%s target=%+v key=%q\n", opt.Method.Name, opt.Target, opt.RunKey)
 	for _, name := range opt.Source.Names() {
 		t, _ := opt.Source.Tensor(name)
 		fmt.Fprintf(h, "%s %s %v\n", name, t.DType, t.Shape)
@@ -79,6 +85,10 @@ func readState(dir string) (*checkpointState, error) {
 	var st checkpointState
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrCheckpoint, filepath.Join(dir, stateFile), err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("%w: %s was written by another version of wanda (layout %d, this one reads %d): remove the work directory to start over",
+			ErrCheckpoint, filepath.Join(dir, stateFile), st.Version, stateVersion)
 	}
 	return &st, nil
 }
@@ -125,8 +135,11 @@ func float32Bytes(x []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), len(x)*4)
 }
 
-func writeActs(path string, x []float32) error {
-	return writeAtomic(path, func(w io.Writer) error {
+// writeActs writes x to path and returns the SHA-256 of what it wrote.
+func writeActs(path string, x []float32) (string, error) {
+	h := sha256.New()
+	err := writeAtomic(path, func(w io.Writer) error {
+		w = io.MultiWriter(w, h)
 		const step = 1 << 22
 		for i := 0; i < len(x); i += step {
 			if _, err := w.Write(float32Bytes(x[i:min(len(x), i+step)])); err != nil {
@@ -135,9 +148,44 @@ func writeActs(path string, x []float32) error {
 		}
 		return nil
 	})
+	return hex.EncodeToString(h.Sum(nil)), err
 }
 
-func readActs(path string, dst []float32) error {
+// fileSum is the SHA-256 of a file's contents.
+func fileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// verify checks that the checkpoint file path still has the checksum the state recorded.
+func verify(path string, sums map[string]string) error {
+	want, ok := sums[filepath.Base(path)]
+	if !ok {
+		return fmt.Errorf("%w: %s is not recorded in the checkpoint's state: remove the work directory to start over", ErrCheckpoint, path)
+	}
+	got, err := fileSum(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
+	}
+	if got != want {
+		return fmt.Errorf("%w: %s is corrupt (its SHA-256 differs from the one checkpointed): remove the work directory to start over",
+			ErrCheckpoint, path)
+	}
+	return nil
+}
+
+func readActs(path string, dst []float32, sums map[string]string) error {
+	if err := verify(path, sums); err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
@@ -174,18 +222,29 @@ func createLayerFile(dir string, l int, specs []safetensors.Spec) (*safetensors.
 
 // checkpoint records that layer l is finished: its tensors (lw, closed here), the
 // activations entering l+1, then the state (last, atomically).
+// sums holds the checksums of the files checkpointed so far and is updated.
 func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool, lw *safetensors.Writer,
-	rep *Report, zeros, params int) error {
+	rep *Report, zeros, params int, sums map[string]string) error {
 	if err := lw.Close(); err != nil {
 		return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
 	}
+	lf := layerFile(dir, l)
+	sum, err := fileSum(lf)
+	if err != nil {
+		return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
+	}
+	sums[filepath.Base(lf)] = sum
+	delete(sums, filepath.Base(actsFile(dir, l)))
 	if needFwd && l+1 < layers {
-		if err := writeActs(actsFile(dir, l+1), next.Samples(0, next.N)); err != nil {
+		af := actsFile(dir, l+1)
+		sum, err := writeActs(af, next.Samples(0, next.N))
+		if err != nil {
 			return err
 		}
+		sums[filepath.Base(af)] = sum
 	}
-	st := &checkpointState{Version: 1, Fingerprint: fp, NextLayer: l + 1, Layers: rep.Layers, Tensors: rep.Tensors,
-		Zeros: zeros, Params: params}
+	st := &checkpointState{Version: stateVersion, Sums: sums, Fingerprint: fp, NextLayer: l + 1, Layers: rep.Layers,
+		Tensors: rep.Tensors, Zeros: zeros, Params: params}
 	if err := writeState(dir, st); err != nil {
 		return err
 	}
@@ -194,7 +253,10 @@ func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool,
 }
 
 // restoreLayer copies a finished layer's tensors from the work directory into the output.
-func restoreLayer(dir string, l int, w *safetensors.Writer) error {
+func restoreLayer(dir string, l int, w *safetensors.Writer, sums map[string]string) error {
+	if err := verify(layerFile(dir, l), sums); err != nil {
+		return err
+	}
 	f, err := safetensors.Open(layerFile(dir, l))
 	if err != nil {
 		return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)

@@ -69,7 +69,7 @@ func (r *run) layer(ctx context.Context, l int) error {
 	if r.opt.WorkDir != "" {
 		lw := r.layerFile
 		r.layerFile = nil // checkpoint closes it
-		if err := checkpoint(r.opt.WorkDir, l, r.cfg.NumLayers, r.fp, r.in, r.needFwd, lw, r.rep, r.zeros, r.params); err != nil {
+		if err := checkpoint(r.opt.WorkDir, l, r.cfg.NumLayers, r.fp, r.in, r.needFwd, lw, r.rep, r.zeros, r.params, r.sums); err != nil {
 			return err
 		}
 		crashPoint("between", l)

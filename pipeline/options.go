@@ -60,6 +60,10 @@ type Options struct {
 	CalibInfo
 	Method Method
 	Target Target
+	// RunKey names the settings outside Method and Target that change the output (e.g. the
+	// statistics mode of mixture-of-experts layers); it is part of the checkpoint's
+	// fingerprint, so a work directory is only resumed by a run with the same settings.
+	RunKey string
 
 	OutDir        string
 	Force         bool  // replace an existing OutDir

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,8 +72,9 @@ type run struct {
 	out   string
 	stage *staging.Dir
 	w     *safetensors.Writer
-	fp    string           // the run's fingerprint, with a work directory
-	state *checkpointState // the checkpoint being resumed, or nil
+	fp    string            // the run's fingerprint, with a work directory
+	state *checkpointState  // the checkpoint being resumed, or nil
+	sums  map[string]string // checksums of the checkpoint files written so far
 	rep   *Report
 	bar   *Progress
 
@@ -227,6 +229,10 @@ func (r *run) openWorkDir() error {
 		r.log.Warn("no checkpoint to resume; starting from the first layer", "workdir", opt.WorkDir)
 	}
 	r.state = st
+	r.sums = map[string]string{}
+	if st != nil {
+		maps.Copy(r.sums, st.Sums)
+	}
 	removeStaleTemps(opt.WorkDir)
 	return nil
 }
@@ -269,7 +275,7 @@ func (r *run) openActivations() error {
 	}
 	if st := r.state; st != nil && st.NextLayer > 0 {
 		if st.NextLayer < r.cfg.NumLayers {
-			return readActs(actsFile(opt.WorkDir, st.NextLayer), r.in.Samples(0, r.in.N))
+			return readActs(actsFile(opt.WorkDir, st.NextLayer), r.in.Samples(0, r.in.N), r.sums)
 		}
 		return nil
 	}
@@ -289,7 +295,7 @@ func (r *run) restoreFinished() error {
 	}
 	r.first = st.NextLayer
 	for l := 0; l < r.first; l++ {
-		if err := restoreLayer(r.opt.WorkDir, l, r.w); err != nil {
+		if err := restoreLayer(r.opt.WorkDir, l, r.w, r.sums); err != nil {
 			return err
 		}
 		r.bar.Add(1)
