@@ -15,9 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/stages/metric"
-	"github.com/wanda-go/wanda/stages/pattern"
-	"github.com/wanda-go/wanda/stages/solver"
+	_ "github.com/wanda-go/wanda/stages/metric" // the built-in metrics
+	_ "github.com/wanda-go/wanda/stages/pattern"
+	_ "github.com/wanda-go/wanda/stages/solver"
 	"github.com/wanda-go/wanda/tensor"
 )
 
@@ -47,11 +47,11 @@ func pruneFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "model", Usage: "source model directory (config.json + safetensors)", Required: true},
 		&cli.StringFlag{Name: "out", Usage: "output model directory (must not exist unless --force)", Required: true},
-		&cli.StringFlag{Name: "method", Value: "wanda", Usage: "wanda, magnitude, sparsegpt, or plugin:NAME / a plugin binary's path (metric plugin)"},
+		&cli.StringFlag{Name: "method", Value: "wanda", Usage: strings.Join(pipeline.MethodNames(), ", ") + ", or plugin:NAME / a plugin binary's path (metric plugin)"},
 		&cli.StringFlag{Name: "pattern", Value: "unstructured", Usage: "unstructured, N:M (N pruned of every M consecutive inputs, e.g. 2:4, 4:8), or plugin:NAME / a path (pattern plugin)"},
 		&cli.Float64Flag{Name: "sparsity", Value: 0.5, Usage: "fraction pruned for unstructured patterns, in [0, 1)"},
 		&cli.BoolFlag{Name: "variant", Usage: "Wanda's adaptive-alpha variant (unstructured, wanda only)"},
-		&cli.StringFlag{Name: "group", Value: "auto", Usage: "comparison group for unstructured: row, matrix or column; auto = matrix for magnitude (as the reference), row otherwise"},
+		&cli.StringFlag{Name: "group", Value: "auto", Usage: "comparison group for unstructured: row, matrix or column; auto = the method's own (matrix for magnitude, as the reference; row otherwise)"},
 		&cli.StringFlag{Name: "calib", Usage: "calibration text: .jsonl of {\"text\": ...} documents (like C4) or a plain text file"},
 		&cli.StringFlag{Name: "calib-format", Value: "auto", Usage: "format of --calib: auto, jsonl, text or wikitext"},
 		&cli.StringFlag{Name: "calib-tokens", Usage: "safetensors file holding ready token windows [N, T] (integer tensor)"},
@@ -97,18 +97,9 @@ func parseSize(s string) (int64, error) {
 
 // parsePattern parses "unstructured" or "N:M" into a target.
 func parsePattern(s string, sparsity float64) (pipeline.Target, error) {
-	if s == "unstructured" {
-		return pipeline.Target{Sparsity: sparsity}, nil
-	}
-	a, b, ok := strings.Cut(s, ":")
-	n, err1 := strconv.Atoi(a)
-	m, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil {
-		return pipeline.Target{}, fmt.Errorf("%w: --pattern %q (want unstructured or N:M such as 2:4)", errUsage, s)
-	}
-	t := pipeline.Target{N: n, M: m, Sparsity: float64(n) / float64(m)}
-	if n <= 0 || m <= 0 || n >= m {
-		return t, fmt.Errorf("%w: --pattern %s needs 0 < N < M", errUsage, s)
+	t, err := pipeline.ParseTarget(s, sparsity)
+	if err != nil {
+		return t, fmt.Errorf("%w: --pattern: %w", errUsage, err)
 	}
 	return t, nil
 }
@@ -139,7 +130,6 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		return fmt.Errorf("%w: --sparsity %g out of range [0, 1)", errUsage, sparsity)
 	}
 	var target pipeline.Target
-	var pat pipeline.Pattern
 	patSpec := c.String("pattern")
 	if isPluginSpec(patSpec) {
 		target = pipeline.Target{Sparsity: sparsity}
@@ -152,15 +142,11 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 			return fmt.Errorf("%w: --sparsity %g conflicts with --pattern %s (which prunes %g)", errUsage, sparsity, patSpec, target.Sparsity)
 		}
 	}
-	g := c.String("group")
-	if g == "auto" {
-		g = "row"
-		if methodName == "magnitude" {
-			g = "matrix"
+	target.Group = pipeline.DefaultGroup(methodName)
+	if g := c.String("group"); g != "auto" {
+		if target.Group, err = pipeline.ParseGroup(g); err != nil {
+			return fmt.Errorf("%w: --group: %w", errUsage, err)
 		}
-	}
-	if target.Group, err = pipeline.ParseGroup(g); err != nil {
-		return fmt.Errorf("%w: --group: %v", errUsage, err)
 	}
 	target.Variant = c.Bool("variant")
 	if target.Variant && (target.Structured() || methodName != "wanda") {
@@ -173,42 +159,36 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 			f()
 		}
 	}()
-	method := pipeline.Method{Name: methodName}
-	switch {
-	case methodName == "sparsegpt":
-		if isPluginSpec(patSpec) {
-			return fmt.Errorf("%w: sparsegpt chooses its own mask; it cannot use a pattern plugin", errUsage)
-		}
-		if target.Group != pipeline.GroupRow && c.IsSet("group") {
-			return fmt.Errorf("%w: sparsegpt chooses its mask per 128-column block; --group does not apply", errUsage)
-		}
-		method.Solver = solver.NewSparseGPT(solver.Options{})
-	case isPluginSpec(methodName):
+	var method pipeline.Method
+	if isPluginSpec(methodName) {
 		m, closeFn, err := loadMetricPlugin(c, methodName)
 		if err != nil {
 			return err
 		}
 		closers = append(closers, closeFn)
-		method.Metric = m
-	default:
-		m, err := metric.Builtin(methodName)
-		if err != nil {
-			return fmt.Errorf("%w: --method: %v", errUsage, err)
-		}
-		method.Metric = m
-	}
-	if method.Solver == nil {
-		if isPluginSpec(patSpec) {
-			p, closeFn, err := loadPatternPlugin(c, patSpec)
-			if err != nil {
-				return err
+		method = pipeline.Method{Name: methodName, Metric: m}
+		if !isPluginSpec(patSpec) {
+			if method.Pattern, err = pipeline.BuiltinPattern(target); err != nil {
+				return fmt.Errorf("%w: --pattern: %w", errUsage, err)
 			}
-			closers = append(closers, closeFn)
-			pat = p
-		} else {
-			pat = pattern.ForTarget(target)
 		}
-		method.Pattern = pat
+	} else if method, err = pipeline.BuiltinMethod(methodName, target, nil); err != nil {
+		return fmt.Errorf("%w: --method: %w", errUsage, err)
+	}
+	if method.Solver != nil {
+		if isPluginSpec(patSpec) {
+			return fmt.Errorf("%w: %s chooses its own mask; it cannot use a pattern plugin", errUsage, methodName)
+		}
+		if target.Group != pipeline.GroupRow && c.IsSet("group") {
+			return fmt.Errorf("%w: %s chooses its mask per 128-column block; --group does not apply", errUsage, methodName)
+		}
+	} else if isPluginSpec(patSpec) {
+		p, closeFn, err := loadPatternPlugin(c, patSpec)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, closeFn)
+		method.Pattern = p
 	}
 
 	maxShard, err := parseSize(c.String("max-shard-size"))
@@ -226,7 +206,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		ActivationBudget: budget, ScratchDir: c.String("scratch-dir"), ChunkTokens: c.Int("chunk-tokens"),
 		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: os.Stderr,
 	}
-	needCalib := method.Solver != nil || method.Metric.NeedsStats()
+	needCalib := method.NeedsStats()
 	seqlen := 0
 	if needCalib {
 		windows, info, err := loadCalibration(c, cfg)

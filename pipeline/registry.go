@@ -1,0 +1,257 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// The registry of built-in stages. A stage package registers its stages in an init
+// function (as image/png registers its format), so adding a built-in method is one file and
+// one registration; the CLI's flag help and "(want …)" lists come from here.
+
+// Params are a method's own settings by name (e.g. "a" for RIA), as given on the command
+// line; each stage parses the ones it knows and rejects the others.
+type Params map[string]string
+
+// Float returns the parameter key as a float64, def when absent.
+func (p Params) Float(key string, def float64) (float64, error) {
+	s, ok := p[key]
+	if !ok {
+		return def, nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s=%q: not a number", ErrParam, key, s)
+	}
+	return v, nil
+}
+
+// Int returns the parameter key as an int, def when absent.
+func (p Params) Int(key string, def int) (int, error) {
+	s, ok := p[key]
+	if !ok {
+		return def, nil
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s=%q: not an integer", ErrParam, key, s)
+	}
+	return v, nil
+}
+
+// Only fails when p holds a key outside known.
+func (p Params) Only(known ...string) error {
+	for k := range p {
+		if !slices.Contains(known, k) {
+			if len(known) == 0 {
+				return fmt.Errorf("%w: %q: this stage takes no parameters", ErrParam, k)
+			}
+			return fmt.Errorf("%w: %q (want %s)", ErrParam, k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+// Registry errors.
+var (
+	ErrUnknownMethod = errors.New("pipeline: unknown method")
+	ErrParam         = errors.New("pipeline: invalid stage parameter")
+)
+
+// MetricEntry registers a built-in metric. The method of the same name is the metric with
+// the built-in pattern of the target (unstructured or N:M).
+type MetricEntry struct {
+	Name, Help string
+	// Group is the comparison group the method uses by default for unstructured targets
+	// (the reference's magnitude compares a whole matrix; Wanda each row).
+	Group Group
+	New   func(Params) (Metric, error)
+}
+
+// SolverEntry registers a built-in solver (a method that chooses its own mask).
+type SolverEntry struct {
+	Name, Help string
+	New        func(Params) (Solver, error)
+}
+
+// PatternEntry registers a built-in pattern. For is true for the targets it serves (the
+// built-in method of a metric uses the first registered pattern whose For accepts the target).
+type PatternEntry struct {
+	Name, Help string
+	For        func(Target) bool
+	New        func() Pattern
+}
+
+var registry struct {
+	sync.Mutex
+	metrics  []MetricEntry
+	solvers  []SolverEntry
+	patterns []PatternEntry
+}
+
+func checkName(kind, name string) {
+	if name == "" || strings.ContainsAny(name, ":/ ") {
+		panic(fmt.Sprintf("pipeline: Register%s: invalid name %q", kind, name))
+	}
+	for _, n := range methodNamesLocked() {
+		if n == name {
+			panic(fmt.Sprintf("pipeline: Register%s: %q registered twice", kind, name))
+		}
+	}
+}
+
+// RegisterMetric adds a built-in metric (and the method of the same name).
+func RegisterMetric(e MetricEntry) {
+	registry.Lock()
+	defer registry.Unlock()
+	checkName("Metric", e.Name)
+	registry.metrics = append(registry.metrics, e)
+}
+
+// RegisterSolver adds a built-in solver method.
+func RegisterSolver(e SolverEntry) {
+	registry.Lock()
+	defer registry.Unlock()
+	checkName("Solver", e.Name)
+	registry.solvers = append(registry.solvers, e)
+}
+
+// RegisterPattern adds a built-in pattern.
+func RegisterPattern(e PatternEntry) {
+	registry.Lock()
+	defer registry.Unlock()
+	for _, p := range registry.patterns {
+		if p.Name == e.Name {
+			panic(fmt.Sprintf("pipeline: RegisterPattern: %q registered twice", e.Name))
+		}
+	}
+	registry.patterns = append(registry.patterns, e)
+}
+
+func methodNamesLocked() []string {
+	var names []string
+	for _, m := range registry.metrics {
+		names = append(names, m.Name)
+	}
+	for _, s := range registry.solvers {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// MethodNames lists the built-in methods, sorted.
+func MethodNames() []string {
+	registry.Lock()
+	defer registry.Unlock()
+	return slices.Sorted(slices.Values(methodNamesLocked()))
+}
+
+// MethodHelp is one line per built-in method: "name: help".
+func MethodHelp() string {
+	registry.Lock()
+	defer registry.Unlock()
+	var lines []string
+	for _, m := range registry.metrics {
+		lines = append(lines, m.Name+": "+m.Help)
+	}
+	for _, s := range registry.solvers {
+		lines = append(lines, s.Name+": "+s.Help)
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// DefaultGroup is the comparison group built-in method name uses by default (GroupRow
+// for solvers and unknown names).
+func DefaultGroup(name string) Group {
+	registry.Lock()
+	defer registry.Unlock()
+	for _, m := range registry.metrics {
+		if m.Name == name {
+			return m.Group
+		}
+	}
+	return GroupRow
+}
+
+// BuiltinMetric returns the registered metric name with its parameters.
+func BuiltinMetric(name string, p Params) (Metric, error) {
+	registry.Lock()
+	var entry *MetricEntry
+	for i := range registry.metrics {
+		if registry.metrics[i].Name == name {
+			entry = &registry.metrics[i]
+		}
+	}
+	registry.Unlock()
+	if entry == nil {
+		return nil, fmt.Errorf("%w %q (want %s)", ErrUnknownMethod, name, strings.Join(MethodNames(), ", "))
+	}
+	return entry.New(p)
+}
+
+// BuiltinPattern returns the registered pattern for target t.
+func BuiltinPattern(t Target) (Pattern, error) {
+	registry.Lock()
+	defer registry.Unlock()
+	for _, p := range registry.patterns {
+		if p.For(t) {
+			return p.New(), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no built-in pattern for %v", ErrBadTarget, t)
+}
+
+// BuiltinMethod returns the built-in method name for target t: a registered metric with the
+// built-in pattern of t, or a registered solver.
+func BuiltinMethod(name string, t Target, p Params) (Method, error) {
+	registry.Lock()
+	var solver *SolverEntry
+	for i := range registry.solvers {
+		if registry.solvers[i].Name == name {
+			solver = &registry.solvers[i]
+		}
+	}
+	registry.Unlock()
+	if solver != nil {
+		s, err := solver.New(p)
+		if err != nil {
+			return Method{}, fmt.Errorf("method %s: %w", name, err)
+		}
+		return Method{Name: name, Solver: s}, nil
+	}
+	m, err := BuiltinMetric(name, p)
+	if err != nil {
+		return Method{}, err
+	}
+	pat, err := BuiltinPattern(t)
+	if err != nil {
+		return Method{}, err
+	}
+	return Method{Name: name, Metric: m, Pattern: pat}, nil
+}
+
+// ParseTarget parses a pattern ("unstructured", or "N:M": N pruned of every M consecutive
+// input columns, e.g. "2:4") with the sparsity of unstructured targets.
+func ParseTarget(pattern string, sparsity float64) (Target, error) {
+	if pattern == "unstructured" {
+		t := Target{Sparsity: sparsity}
+		return t, t.Validate(0)
+	}
+	a, b, ok := strings.Cut(pattern, ":")
+	n, err1 := strconv.Atoi(a)
+	m, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil {
+		return Target{}, fmt.Errorf("%w: pattern %q (want unstructured or N:M such as 2:4)", ErrBadTarget, pattern)
+	}
+	t := Target{N: n, M: m}
+	if n <= 0 || m <= 0 || n >= m {
+		return t, fmt.Errorf("%w: pattern %s needs 0 < N < M", ErrBadTarget, pattern)
+	}
+	t.Sparsity = float64(n) / float64(m)
+	return t, nil
+}
