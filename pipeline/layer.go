@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"io"
 	"path"
 	"strings"
 	"time"
@@ -22,7 +21,7 @@ func (r *run) layer(ctx context.Context, l int) error {
 		return fmt.Errorf("interrupted before layer %d: %w", l, err)
 	}
 	spec := r.layers[l]
-	r.bar.SetLabel(fmt.Sprintf("layer %d/%d", l+1, r.cfg.NumLayers))
+	r.label = fmt.Sprintf("layer %d/%d", l+1, r.cfg.NumLayers)
 	lt := time.Now()
 	lr := LayerReport{Layer: l}
 
@@ -75,7 +74,6 @@ func (r *run) layer(ctx context.Context, l int) error {
 		crashPoint("between", l)
 	}
 	r.log.Info("layer pruned", "layer", l, "sparsity", fmt.Sprintf("%.4f", lr.Sparsity), "seconds", fmt.Sprintf("%.2f", lr.Seconds))
-	r.bar.Add(1)
 	return nil
 }
 
@@ -103,6 +101,7 @@ func (r *run) denseForward(ctx context.Context, spec LayerSpec) (*accumulator, e
 		copy(buf, r.in.Samples(i, j))
 		blk.ForwardStats(buf, j-i, r.seqlen, acc.tap)
 		acc.n += j - i
+		r.step()
 		crashPoint("forward", l)
 	}
 	return acc, nil
@@ -135,6 +134,7 @@ func (r *run) prunedForward(ctx context.Context, spec LayerSpec, pruned map[stri
 		buf := r.next.Samples(i, j)
 		copy(buf, r.in.Samples(i, j))
 		blk.Forward(buf, j-i, r.seqlen, nil)
+		r.step()
 	}
 	r.in, r.next = r.next, r.in
 	return nil
@@ -189,6 +189,7 @@ func (r *run) pruneLinears(ctx context.Context, spec LayerSpec, acc *accumulator
 			return pruned, 0, 0, err
 		}
 		pruned[lin.Name] = m
+		r.step()
 		zeros += z
 		params += lin.Rows * lin.Cols
 		r.rep.Tensors = append(r.rep.Tensors, TensorReport{Name: lin.Name, Layer: l, Shape: []int{lin.Rows, lin.Cols},
@@ -288,11 +289,4 @@ func roundTo(x []float32, d dtype.DType) {
 			x[i] = dtype.F16ToF32(dtype.F32ToF16(v))
 		}
 	}
-}
-
-func progressWriter(w io.Writer) io.Writer {
-	if w == nil {
-		return io.Discard
-	}
-	return w
 }

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 
 	"github.com/wanda-go/wanda/format/safetensors"
@@ -81,7 +80,10 @@ type Options struct {
 	// ExtraBytes is added to the free space the output needs (e.g. a packed copy).
 	ExtraBytes int64
 
-	Progress io.Writer // progress bar destination (drawn only on a terminal)
+	// Progress, when set, is called after every step of the run (a chunk of a forward
+	// pass, a pruned tensor) with the label of the layer in progress and the steps done out
+	// of the total; the engine itself never draws.
+	Progress func(label string, done, total int64)
 	Logger   *slog.Logger
 	// Finish, when set, runs after all tensors are written and before the output directory
 	// is moved into place: dir is the temporary output directory.

@@ -76,7 +76,10 @@ type run struct {
 	state *checkpointState  // the checkpoint being resumed, or nil
 	sums  map[string]string // checksums of the checkpoint files written so far
 	rep   *Report
-	bar   *Progress
+
+	// progress
+	label       string
+	steps, total int64
 
 	// openActivations: the hidden states entering the current layer, and a buffer for the
 	// next layer's.
@@ -157,7 +160,37 @@ func plan(opt *Options) (*run, error) {
 		}
 		r.chunk = max(1, ct/r.seqlen)
 	}
+	for l := range r.layers {
+		r.total += r.layerSteps(l)
+	}
 	return r, nil
+}
+
+// layerSteps is the number of progress steps of layer l: the chunks of its dense and pruned
+// forward passes and its pruned tensors.
+func (r *run) layerSteps(l int) int64 {
+	var n int64
+	for _, lin := range r.layers[l].Linears {
+		if r.pruned[lin.Name] {
+			n++
+		}
+	}
+	if r.needFwd {
+		chunks := int64((len(r.opt.Calib) + r.chunk - 1) / r.chunk)
+		n += chunks
+		if l < r.cfg.NumLayers-1 {
+			n += chunks
+		}
+	}
+	return n
+}
+
+// step reports one more step done.
+func (r *run) step() {
+	r.steps++
+	if r.opt.Progress != nil {
+		r.opt.Progress(r.label, r.steps, r.total)
+	}
 }
 
 // openOutput creates the staging directory, opens (or resumes) the work directory, checks
@@ -196,7 +229,6 @@ func (r *run) openOutput() error {
 	}
 	r.rep = newReport(opt, out, r.seqlen)
 	r.meter = StartPeakMeter(50 * time.Millisecond)
-	r.bar = NewProgress(progressWriter(opt.Progress), "pruning", r.cfg.NumLayers)
 	return nil
 }
 
@@ -298,7 +330,7 @@ func (r *run) restoreFinished() error {
 		if err := restoreLayer(r.opt.WorkDir, l, r.w, r.sums); err != nil {
 			return err
 		}
-		r.bar.Add(1)
+		r.steps += r.layerSteps(l)
 	}
 	r.rep.Layers, r.rep.Tensors = st.Layers, st.Tensors
 	r.zeros, r.params = st.Zeros, st.Params
@@ -364,9 +396,6 @@ func (r *run) close() {
 	}
 	if r.next != nil {
 		r.next.Close()
-	}
-	if r.bar != nil {
-		r.bar.Finish()
 	}
 	if r.meter != nil {
 		r.meter.Stop()

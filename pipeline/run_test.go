@@ -248,9 +248,25 @@ func TestRunPrunesEveryLayer(t *testing.T) {
 	dir := writeToy(t)
 	out := filepath.Join(t.TempDir(), "out")
 	opt, _ := toyOptions(t, dir, out)
+	var last, total int64
+	var labels []string
+	opt.Progress = func(label string, done, tot int64) {
+		if done != last+1 || (total != 0 && tot != total) {
+			t.Errorf("progress %d/%d after %d/%d", done, tot, last, total)
+		}
+		last, total = done, tot
+		if len(labels) == 0 || labels[len(labels)-1] != label {
+			labels = append(labels, label)
+		}
+	}
 	rep, err := pipeline.Run(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// 3 windows in chunks of 2 (8 tokens / 4): 2 dense + 2 tensors + 2 pruned-pass steps per
+	// layer, no pruned pass after the last.
+	if last != total || total != 3*6-2 || !slices.Equal(labels, []string{"layer 1/3", "layer 2/3", "layer 3/3"}) {
+		t.Errorf("progress ended at %d/%d, labels %v", last, total, labels)
 	}
 	if len(rep.Tensors) != 2*toyLayers || len(rep.Layers) != toyLayers || rep.GlobalSparsity != 0.5 {
 		t.Fatalf("report: %d tensors, %d layers, sparsity %v", len(rep.Tensors), len(rep.Layers), rep.GlobalSparsity)

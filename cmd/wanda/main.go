@@ -9,7 +9,12 @@ import (
 	"sort"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/wanda-go/wanda/internal/termui"
 )
+
+// console is standard error: log lines, and a progress bar when it is a terminal.
+var console = termui.New(os.Stderr)
 
 // commands is filled by the init functions of this package's files, one file per subcommand.
 var commands []*cli.Command
@@ -29,7 +34,7 @@ func newApp() *cli.App {
 			if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})))
+			slog.SetDefault(slog.New(console.Handler(lvl)))
 			return nil
 		},
 		Commands:        commands,

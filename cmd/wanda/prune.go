@@ -204,7 +204,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		Source: set, ModelDir: c.String("model"), Method: method, Target: target,
 		OutDir: c.String("out"), Force: c.Bool("force"), MaxShardBytes: maxShard,
 		ActivationBudget: budget, ScratchDir: c.String("scratch-dir"), ChunkTokens: c.Int("chunk-tokens"),
-		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: os.Stderr,
+		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: console.Progress,
 	}
 	needCalib := method.NeedsStats()
 	seqlen := 0
@@ -229,6 +229,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 	opt.Finish = func(dir string, rep *pipeline.Report) error { return finishOutput(c, cfg, dir, rep) }
 
 	rep, err := pipeline.Run(ctx, opt)
+	console.Finish()
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			if opt.WorkDir != "" {
