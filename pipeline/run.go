@@ -78,7 +78,7 @@ type run struct {
 	rep   *Report
 
 	// progress
-	label       string
+	label        string
 	steps, total int64
 
 	// openActivations: the hidden states entering the current layer, and a buffer for the
