@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -129,7 +131,14 @@ type blockWorker struct {
 	out  []byte
 }
 
+// workerPool keeps block buffers from one tensor to the next.
+var workerPool = sync.Pool{New: func() any { return new(blockWorker) }}
+
 func (p *tensorRun) close() {
+	for _, wk := range p.wks {
+		workerPool.Put(wk)
+	}
+	p.wks = nil
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, m := range p.maps {
@@ -149,7 +158,7 @@ func (p *tensorRun) forBlocks(ctx context.Context, fn func(wk *blockWorker, r0, 
 	}
 	nw := min(p.workers, nb)
 	for len(p.wks) < nw {
-		p.wks = append(p.wks, &blockWorker{})
+		p.wks = append(p.wks, workerPool.Get().(*blockWorker))
 	}
 	var (
 		next    atomic.Int64
@@ -241,58 +250,72 @@ func (wk *blockWorker) blockMask(rows, cols int) *Mask {
 }
 
 // finish prunes, rounds and writes rows [r0, r0+w.Rows): entry k of the block is pruned when
-// bit base+k of bits is set. The order is the whole-tensor path's: zero the pruned entries in
-// fp32, round to the stored dtype, then count the zeros and write each as +0.0.
+// bit base+k of bits is set. Each value goes through the whole-tensor path's steps in its
+// order: zeroed in fp32 when pruned, rounded to the stored dtype, counted and written as +0.0
+// when zero, encoded. w.Data is used as scratch.
 func (p *tensorRun) finish(wk *blockWorker, w Matrix, r0 int, bits []uint64, base int) error {
 	d := w.Data
-	for k := range d {
-		q := base + k
-		if bits[q>>6]&(1<<(uint(q)&63)) != 0 {
-			d[k] = 0
-		}
-	}
-	dt := p.job.W.DType
-	roundStored(d, dt)
-	zeros := 0
-	for k, v := range d {
-		if v == 0 {
-			d[k] = 0 // -0.0 -> +0.0
-			zeros++
-		}
-	}
 	n := len(d) * p.es
 	if cap(wk.out) < n {
 		wk.out = make([]byte, n)
 	}
 	out := wk.out[:n]
-	info := p.job.Info
-	if err := dtype.FromFloat32(out, d, dt); err != nil {
-		return fmt.Errorf("%s: %w", info.Tensor, err)
+	pruned := func(k int) bool {
+		q := base + k
+		return bits[q>>6]>>(uint(q)&63)&1 != 0
 	}
-	off := int64(r0) * int64(p.C) * int64(p.es)
-	k, err := p.job.Out.WriteAt(out, off)
+	zeros := 0
+	switch dt := p.job.W.DType; dt {
+	case dtype.BF16:
+		for k, v := range d {
+			if pruned(k) {
+				v = 0
+			}
+			// Rounding is h = F32ToBF16(v); the value BF16ToF32(h) encodes back to h itself
+			// (it is a bfloat16, or the quiet NaN h stands for), so h is what gets written.
+			h := dtype.F32ToBF16(v)
+			if dtype.BF16ToF32(h) == 0 {
+				h = 0 // -0.0 -> +0.0
+				zeros++
+			}
+			o := out[2*k : 2*k+2 : 2*k+2]
+			o[0], o[1] = byte(h), byte(h>>8)
+		}
+	case dtype.F16:
+		for k, v := range d {
+			if pruned(k) {
+				v = 0
+			}
+			v = dtype.F16ToF32(dtype.F32ToF16(v))
+			if v == 0 {
+				v = 0
+				zeros++
+			}
+			h := dtype.F32ToF16(v)
+			o := out[2*k : 2*k+2 : 2*k+2]
+			o[0], o[1] = byte(h), byte(h>>8)
+		}
+	default: // F32 (W.Check allows nothing else)
+		for k, v := range d {
+			if pruned(k) {
+				v = 0
+			}
+			if v == 0 {
+				v = 0
+				zeros++
+			}
+			binary.LittleEndian.PutUint32(out[4*k:], math.Float32bits(v))
+		}
+	}
+	k, err := p.job.Out.WriteAt(out, int64(r0)*int64(p.C)*int64(p.es))
 	if err == nil && k != n {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		return fmt.Errorf("%s: write rows [%d, %d): %w", info, r0, r0+w.Rows, err)
+		return fmt.Errorf("%s: write rows [%d, %d): %w", p.job.Info, r0, r0+w.Rows, err)
 	}
 	p.zeros.Add(int64(zeros))
 	return nil
-}
-
-// roundStored rounds fp32 values to what dtype d stores, in place (F32: unchanged).
-func roundStored(x []float32, d dtype.DType) {
-	switch d {
-	case dtype.BF16:
-		for i, v := range x {
-			x[i] = dtype.BF16ToF32(dtype.F32ToBF16(v))
-		}
-	case dtype.F16:
-		for i, v := range x {
-			x[i] = dtype.F16ToF32(dtype.F32ToF16(v))
-		}
-	}
 }
 
 // scored prunes with a metric and a pattern.
