@@ -569,3 +569,27 @@ func CheckMemory(m Method, t Target, name string, rows, cols int, limit int64) e
 }
 
 func gib(n int64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }
+
+// TensorScratch bounds the bytes of scratch files in TensorJob.ScratchDir that pruning a
+// rows×cols tensor with m and t uses at once (for a free-space check before the run): 4 per
+// weight for the whole scores when the pattern cannot stream t (or is not a RowPattern), 4
+// per weight for the fp32 weights when the metric is not a RowMetric, and 4 per weight for
+// the sorted rows of the adaptive variant. The built-in stages need none except for the
+// variant and per-column selection.
+func TensorScratch(m Method, t Target, rows, cols int) int64 {
+	if m.Solver != nil {
+		return 0
+	}
+	n := int64(rows) * int64(cols) * 4
+	var b int64
+	if _, ok := m.Metric.(RowMetric); !ok {
+		b += n
+	}
+	if _, ok := m.Pattern.(RowPattern); !ok || (!t.Structured() && t.Group == GroupColumn) {
+		b += n
+	}
+	if !t.Structured() && t.Variant {
+		b += n
+	}
+	return b
+}

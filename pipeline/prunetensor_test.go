@@ -381,6 +381,20 @@ func TestCheckMemory(t *testing.T) {
 	if err := pipeline.CheckMemory(sgpt, pipeline.Target{Sparsity: 0.5}, "x", 4096, 4096, 24<<30); err != nil {
 		t.Errorf("a 4096² tensor within 24 GiB: %v", err)
 	}
+	for _, c := range []struct {
+		t    pipeline.Target
+		want int64
+	}{
+		{pipeline.Target{Sparsity: 0.5}, 0},
+		{pipeline.Target{Sparsity: 0.5, Group: pipeline.GroupMatrix}, 0},
+		{pipeline.Target{N: 2, M: 4}, 0},
+		{pipeline.Target{Sparsity: 0.5, Variant: true}, 4 * 100 * 64},
+		{pipeline.Target{Sparsity: 0.5, Group: pipeline.GroupColumn}, 4 * 100 * 64},
+	} {
+		if got := pipeline.TensorScratch(method("wanda", c.t), c.t, 100, 64); got != c.want {
+			t.Errorf("TensorScratch(wanda, %v, variant %v) = %d, want %d", c.t, c.t.Variant, got, c.want)
+		}
+	}
 	wanda := method("wanda", pipeline.Target{Sparsity: 0.5})
 	if n := pipeline.TensorMemory(wanda, pipeline.Target{Sparsity: 0.5}, rows, cols); n > 64<<20 {
 		t.Errorf("wanda on a 405B down_proj: TensorMemory %d bytes, want a few row blocks", n)
