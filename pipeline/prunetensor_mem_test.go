@@ -91,7 +91,7 @@ func anonPeak() (stop func() int64) {
 // anonymous resident memory (RssAnon, sampled every millisecond from /proc/self/status; the
 // mapped weights and the page cache of the output are file pages, not anonymous) grows by
 // far less than the tensor: under 64 MiB, a quarter of its fp32 size. Run for wanda per row,
-// magnitude over the whole matrix (three passes) and wanda 2:4.
+// magnitude over the whole matrix (three passes) and wanda 2:4 (with -short, wanda only).
 func TestPruneTensorMemory(t *testing.T) {
 	if pipeline.ReadMem().RSSAnon == 0 {
 		t.Skip("no RssAnon in /proc/self/status on this system")
@@ -110,7 +110,11 @@ func TestPruneTensorMemory(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 2))
 	stats := randStats(r, cols)
 
-	for i, tg := range []pipeline.Target{{Sparsity: 0.5}, {Sparsity: 0.5, Group: pipeline.GroupMatrix}, {N: 2, M: 4}} {
+	cases := []pipeline.Target{{Sparsity: 0.5}, {Sparsity: 0.5, Group: pipeline.GroupMatrix}, {N: 2, M: 4}}
+	if testing.Short() {
+		cases = cases[:1]
+	}
+	for i, tg := range cases {
 		name := []string{"wanda", "magnitude", "wanda"}[i]
 		m := method(name, tg)
 		outDir := t.TempDir()
