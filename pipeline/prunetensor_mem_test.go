@@ -145,6 +145,9 @@ func TestPruneTensorMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		grow := peak - before
+		if !tg.Structured() {
+			name += " per " + tg.Group.String()
+		}
 		t.Logf("%s %v: RssAnon %.1f MiB before, peak %.1f MiB (+%.1f MiB; the tensor is %d MiB in fp32), %d zeros, %v",
 			name, tg, mib(before), mib(peak), mib(grow), rows*cols*4>>20, res.Zeros, elapsed.Round(time.Millisecond))
 		if grow > limit {
