@@ -14,4 +14,8 @@
 // Both reject NaN/±Inf in W (and, for Wanda, in SumSq, or a negative SumSq whose sqrt
 // would be NaN) with an error wrapping pipeline.ErrNonFinite, and a SumSq whose length is
 // not Cols with pipeline.ErrShape. W is never modified.
+//
+// Both are row-local and implement pipeline.RowMetric: RowScorer checks the statistics once
+// per tensor and ScoreRows scores blocks of rows, bit for bit as Score (errors name the row
+// in the whole tensor).
 package metric

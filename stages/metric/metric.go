@@ -77,30 +77,106 @@ func (wd Wanda) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats
 	if err := ctx.Err(); err != nil {
 		return pipeline.Matrix{}, err
 	}
-	norm := make([]float32, w.Cols)
-	for j, s := range st.SumSq {
+	norm, err := wandaNorm(name, st.SumSq, info)
+	if err != nil {
+		return pipeline.Matrix{}, err
+	}
+	out := pipeline.NewMatrix(w.Rows, w.Cols)
+	parallelRows(w.Rows, func(lo, hi int) {
+		wandaRows(out.Data[lo*w.Cols:hi*w.Cols], w.Data[lo*w.Cols:hi*w.Cols], norm)
+	})
+	return out, nil
+}
+
+// wandaNorm returns sqrt(SumSq_j) per input column, rejecting a non-finite or negative
+// statistic.
+func wandaNorm(name string, sumsq []float32, info pipeline.LayerInfo) ([]float32, error) {
+	norm := make([]float32, len(sumsq))
+	for j, s := range sumsq {
 		if !finite(s) || s < 0 {
-			return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: input statistic %d is %g: %w", name, info, j, s, pipeline.ErrNonFinite)
+			return nil, fmt.Errorf("metric %s: %s: input statistic %d is %g: %w", name, info, j, s, pipeline.ErrNonFinite)
 		}
 		// The float64 square root of a float32, rounded to float32, is the correctly
 		// rounded float32 square root (53 >= 2·24 + 2), i.e. torch.sqrt on float32.
 		norm[j] = float32(math.Sqrt(float64(s)))
 	}
-	out := pipeline.NewMatrix(w.Rows, w.Cols)
-	parallelRows(w.Rows, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			src, dst := w.Row(i), out.Row(i)
-			dst = dst[:len(src)]
-			norm := norm[:len(src)]
-			for j, v := range src {
-				dst[j] = abs32(v) * norm[j]
-			}
-		}
-	})
-	return out, nil
+	return norm, nil
 }
 
+// wandaRows writes |w|·norm for whole rows of len(norm) columns.
+func wandaRows(dst, w, norm []float32) {
+	C := len(norm)
+	for k := 0; k+C <= len(w); k += C {
+		src, d := w[k:k+C], dst[k:k+C]
+		for j, v := range src {
+			d[j] = abs32(v) * norm[j]
+		}
+	}
+}
+
+// RowScorer checks st as Score does and returns the scorer of row blocks (pipeline.RowMetric):
+// S_ij depends only on W_ij and SumSq_j.
+func (wd Wanda) RowScorer(st *pipeline.Stats, cols int, info pipeline.LayerInfo) (pipeline.RowScorer, error) {
+	name := wd.Name()
+	if st == nil {
+		return nil, fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
+	}
+	if len(st.SumSq) != cols {
+		return nil, fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
+			name, info, len(st.SumSq), cols, pipeline.ErrShape)
+	}
+	norm, err := wandaNorm(name, st.SumSq, info)
+	if err != nil {
+		return nil, err
+	}
+	return &rowScorer{name: name, info: info, cols: cols, kernel: func(dst, w []float32) { wandaRows(dst, w, norm) }}, nil
+}
+
+// RowScorer returns the scorer of row blocks (pipeline.RowMetric): S_ij = |W_ij|.
+func (mg Magnitude) RowScorer(_ *pipeline.Stats, cols int, info pipeline.LayerInfo) (pipeline.RowScorer, error) {
+	return &rowScorer{name: mg.Name(), info: info, cols: cols, kernel: magnitudeRows}, nil
+}
+
+func magnitudeRows(dst, w []float32) {
+	dst = dst[:len(w)]
+	for k, v := range w {
+		dst[k] = abs32(v)
+	}
+}
+
+// rowScorer scores row blocks with an elementwise kernel after Score's checks of W.
+type rowScorer struct {
+	name   string
+	info   pipeline.LayerInfo
+	cols   int
+	kernel func(dst, w []float32)
+}
+
+// ScoreRows scores rows [row0, row0+w.Rows) of the tensor (see pipeline.RowScorer).
+func (s *rowScorer) ScoreRows(dst, w pipeline.Matrix, row0 int) error {
+	if w.Cols != s.cols || dst.Rows != w.Rows || dst.Cols != w.Cols || len(dst.Data) != len(w.Data) {
+		return fmt.Errorf("metric %s: %s: rows %d.. of %d×%d into scores %d×%d (tensor width %d): %w",
+			s.name, s.info, row0, w.Rows, w.Cols, dst.Rows, dst.Cols, s.cols, pipeline.ErrShape)
+	}
+	if err := checkRows(s.name, w, row0, s.info); err != nil {
+		return err
+	}
+	s.kernel(dst.Data, w.Data)
+	return nil
+}
+
+var (
+	_ pipeline.RowMetric = Wanda{}
+	_ pipeline.RowMetric = Magnitude{}
+)
+
 func checkW(name string, w pipeline.Matrix, info pipeline.LayerInfo) error {
+	return checkRows(name, w, 0, info)
+}
+
+// checkRows checks w, rows [row0, row0+w.Rows) of a tensor: its shape and that every weight
+// is finite (errors name the entry's row in the tensor).
+func checkRows(name string, w pipeline.Matrix, row0 int, info pipeline.LayerInfo) error {
 	if w.Rows < 0 || w.Cols < 0 || len(w.Data) != w.Rows*w.Cols {
 		return fmt.Errorf("metric %s: %s: weight %d×%d with %d values: %w", name, info, w.Rows, w.Cols, len(w.Data), pipeline.ErrShape)
 	}
@@ -113,7 +189,7 @@ func checkW(name string, w pipeline.Matrix, info pipeline.LayerInfo) error {
 	if acc != 0 {
 		for k, v := range w.Data {
 			if !finite(v) {
-				return fmt.Errorf("metric %s: %s: weight [%d,%d] is %g: %w", name, info, k/w.Cols, k%w.Cols, v, pipeline.ErrNonFinite)
+				return fmt.Errorf("metric %s: %s: weight [%d,%d] is %g: %w", name, info, row0+k/w.Cols, k%w.Cols, v, pipeline.ErrNonFinite)
 			}
 		}
 	}

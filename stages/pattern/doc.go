@@ -22,8 +22,9 @@
 //
 //   - NM ("nm") prunes, in every output row, the N lowest scores of each aligned group of M
 //     consecutive input columns (columns 0..M-1, M..2M-1, ...), the reference's
-//     topk(W_metric[:, ii:ii+M], N, largest=False). torch.topk leaves the tie order
-//     unspecified; here the lower column index is pruned first.
+//     topk(W_metric[:, ii:ii+M], N, largest=False). PyTorch does not specify which of
+//     equal scores topk returns; on the CPU its implementation fixes it, and TorchSmallestK
+//     replays that (libstdc++'s nth_element / partial_sort over the group in column order).
 //
 // Ordering: scores are compared as IEEE floats with -0 == +0. A NaN score is an error
 // wrapping pipeline.ErrNonFinite. ±Inf are ordered normally, except by the variant, which
@@ -32,4 +33,9 @@
 // yields exactly the set a stable sort would give.
 //
 // Rows (or columns) are processed by up to runtime.GOMAXPROCS(0) goroutines.
+//
+// Both patterns also select over row blocks of a tensor (pipeline.RowPattern, rows.go), for
+// every target except unstructured per-column selection: per-row and N:M rules row by row,
+// the whole-matrix threshold in two read passes of 16-bit key histograms, the adaptive
+// variant from rows sorted once into caller-lent scratch memory. The masks are Select's.
 package pattern

@@ -1,12 +1,10 @@
 package pattern
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/bits"
-	"slices"
 	"sync"
 
 	"github.com/wanda-go/wanda/pipeline"
@@ -367,49 +365,4 @@ func (p NM) Select(ctx context.Context, scores pipeline.Matrix, t pipeline.Targe
 		return nil, err
 	}
 	return m, nil
-}
-
-// markGroup writes to bw one bit per key of grp: set for the n smallest keys, ties to the
-// lower index. idx is scratch of len(grp).
-func markGroup(bw *bitWriter, grp []uint32, n int, idx []int) {
-	if len(grp) <= 32 {
-		// rank(a) = #{b < a : grp[b] <= grp[a]} + #{b > a : grp[b] < grp[a]}, branch-free.
-		for a, va := range grp {
-			r := 0
-			for _, vb := range grp[:a] {
-				if vb <= va {
-					r++
-				}
-			}
-			for _, vb := range grp[a+1:] {
-				if vb < va {
-					r++
-				}
-			}
-			var b uint64
-			if r < n {
-				b = 1
-			}
-			bw.put(b)
-		}
-		return
-	}
-	for a := range idx {
-		idx[a] = a
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(grp[a], grp[b]) })
-	var local [4]uint64 // len(grp) <= 256 handled without allocation
-	var sel []uint64
-	if len(grp) <= 256 {
-		sel = local[:]
-	} else {
-		sel = make([]uint64, (len(grp)+63)/64)
-	}
-	clear(sel)
-	for _, a := range idx[:n] {
-		sel[a>>6] |= 1 << (uint(a) & 63)
-	}
-	for a := range grp {
-		bw.put(sel[a>>6] >> (uint(a) & 63) & 1)
-	}
 }

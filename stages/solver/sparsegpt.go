@@ -142,6 +142,25 @@ func (s *SparseGPT) Solve(ctx context.Context, w pipeline.Matrix, st *pipeline.S
 	return mask, nil
 }
 
+// SolveMemory returns the bytes Solve allocates for a rows×cols weight, beyond W and the
+// statistics it is given (pipeline.SolverMemory): the Hessian's copy (unless InPlaceHessian),
+// the float32 inverse factor, the returned mask, the per-block buffers, the temporaries of
+// the blocked Cholesky routines, and a margin for the GEMM's packing buffers.
+func (s *SparseGPT) SolveMemory(rows, cols int) int64 {
+	R, C, bs := int64(rows), int64(cols), int64(min(s.opts.BlockSize, max(cols, 1)))
+	n := C * C * 4           // hinv
+	n += (R*C + 63) / 64 * 8 // mask
+	n += R * bs * (4 + 4 + 1 + 4)
+	n += 2 * (C*192 + 192*192) * 8 // tensor.cholBlocked / triInvLower temporaries (block 192)
+	n += 64 << 20                  // GEMM packing buffers, goroutine stacks
+	if !s.opts.InPlaceHessian {
+		n += C * C * 8
+	}
+	return n
+}
+
+var _ pipeline.SolverMemory = (*SparseGPT)(nil)
+
 // inverseFactor returns Hinv = chol_upper(inv(H')) as float32 [C, C], where H' is the
 // Hessian with dead inputs fixed and damping added; dead weight columns are zeroed in w.
 func (s *SparseGPT) inverseFactor(w pipeline.Matrix, st *pipeline.Stats, info pipeline.LayerInfo) ([]float32, error) {

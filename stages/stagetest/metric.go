@@ -11,7 +11,10 @@ import (
 
 // TestMetric checks m: output shape, finite scores for finite inputs, determinism, inputs
 // left unmodified, degenerate shapes (1×M, M×1, 1×1), and errors for NaN/±Inf weights, for
-// NaN/Inf statistics and for statistics of the wrong length (when m.NeedsStats()).
+// NaN/Inf statistics and for statistics of the wrong length (when m.NeedsStats()). A metric
+// that implements pipeline.RowMetric must also give, block by block (blocks of 1 and 3 rows
+// and the whole matrix, in any order, concurrently), bit for bit the scores of Score, and
+// errors for non-finite weights that name the row in the whole tensor (strict mode).
 func TestMetric(t *testing.T, m pipeline.Metric, opts ...Option) {
 	t.Helper()
 	c := newConfig(opts)
@@ -80,6 +83,10 @@ func TestMetric(t *testing.T, m pipeline.Metric, opts ...Option) {
 		_, err := m.Score(ctx, w, st, testInfo(3, 4))
 		c.wantErr(t, "len(Data) != Rows·Cols", err, pipeline.ErrShape)
 	})
+
+	if rm, ok := m.(pipeline.RowMetric); ok {
+		t.Run("row blocks", func(t *testing.T) { c.checkRowMetric(t, rm, shapes) })
+	}
 
 	if !m.NeedsStats() {
 		return

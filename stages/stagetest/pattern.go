@@ -30,7 +30,12 @@ import (
 //     ascending sort of each group (rows, columns or N:M groups);
 //   - a NaN score is an error; a ±Inf score is an error or a mask obeying the rules above;
 //     invalid targets (sparsity outside [0,1), N >= M, Cols not a multiple of M) and
-//     len(Data) != Rows·Cols are errors.
+//     len(Data) != Rows·Cols are errors;
+//   - a pattern that implements pipeline.RowPattern must, for every target its RowSelector
+//     does not decline, give over row blocks (of 1 and 3 rows and the whole matrix, in a
+//     random order, concurrently for single rows) exactly Select's mask; a NaN score is an
+//     error naming its row in the whole tensor (strict mode), and RowSelector rejects
+//     invalid targets.
 func TestPattern(t *testing.T, p pipeline.Pattern, targets []pipeline.Target, opts ...Option) {
 	t.Helper()
 	c := newConfig(opts)
@@ -62,6 +67,9 @@ func TestPattern(t *testing.T, p pipeline.Pattern, targets []pipeline.Target, op
 					if err := checkRule(sc, tg, m, c.lowerIndexTies); err != nil {
 						t.Errorf("%s: %v", what, err)
 					}
+					if rp, ok := p.(pipeline.RowPattern); ok {
+						c.checkRowPattern(t, rp, sc, tg, m, what, uint64(1000*ti+10*si+kind))
+					}
 					if tg.Variant && tg.Sparsity > 0 && rows*cols >= 64*256 && kind == kindRandom {
 						got := float64(m.Count()) / float64(rows*cols)
 						if math.Abs(got-tg.Sparsity) > 0.01 {
@@ -71,6 +79,9 @@ func TestPattern(t *testing.T, p pipeline.Pattern, targets []pipeline.Target, op
 				}
 			}
 			c.patternErrors(t, ctx, p, tg, uint64(ti))
+			if rp, ok := p.(pipeline.RowPattern); ok {
+				c.rowPatternErrors(t, rp, tg, uint64(ti))
+			}
 		})
 	}
 
@@ -106,6 +117,9 @@ func TestPattern(t *testing.T, p pipeline.Pattern, targets []pipeline.Target, op
 				_, err := p.Select(ctx, sc, bad, testInfo(3, 2*m))
 				c.wantErr(t, fmt.Sprintf("%d:%d", nm[0], nm[1]), err, pipeline.ErrBadTarget)
 			}
+		}
+		if rp, ok := p.(pipeline.RowPattern); ok {
+			c.rowPatternBadTargets(t, rp, unstructured, structured)
 		}
 	})
 }
