@@ -11,11 +11,11 @@ var ErrNoSpace = errors.New("pipeline: not enough free disk space")
 
 // checkDiskSpace fails early when the output's file system cannot hold the pruned model
 // (same size as the source, plus the mask file of the linear pruned weights), or the work
-// directory its checkpoints.
+// directory its checkpoints, or the scratch directory the largest tensor's scratch maps.
 //
 // WANDA_SKIP_SPACE_CHECK=1 skips the check (a test hook: it lets tests run out of space
 // in the middle of writing).
-func checkDiskSpace(opt *Options, out string, seqlen int, linear int64) error {
+func checkDiskSpace(opt *Options, out string, seqlen int, linear, scratch int64) error {
 	if os.Getenv("WANDA_SKIP_SPACE_CHECK") == "1" {
 		return nil
 	}
@@ -28,6 +28,15 @@ func checkDiskSpace(opt *Options, out string, seqlen int, linear int64) error {
 	need += opt.ExtraBytes
 	if err := requireFree(filepath.Dir(out), need); err != nil {
 		return err
+	}
+	if scratch > 0 {
+		dir := opt.ScratchDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		if err := requireFree(dir, scratch); err != nil {
+			return err
+		}
 	}
 	if opt.WorkDir != "" {
 		cfg := opt.Model.Config()

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"strings"
 	"time"
 
-	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/tensor"
 )
@@ -171,19 +169,11 @@ func (r *run) pruneLinears(ctx context.Context, spec LayerSpec, acc *accumulator
 		if acc != nil {
 			st = acc.stats(lin.Input, lin.Cols)
 		}
-		raw, z, err := r.pruneTensor(ctx, lin, st, info)
+		z, err := r.pruneTensor(ctx, lin, st, info)
 		if err != nil {
 			return pruned, 0, 0, err
 		}
-		if err := r.w.Write(lin.Name, raw); err != nil {
-			return pruned, 0, 0, err
-		}
 		crashPoint("export", l)
-		if r.layerFile != nil {
-			if err := r.layerFile.Write(lin.Name, raw); err != nil {
-				return pruned, 0, 0, fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
-			}
-		}
 		m, err := r.w.Map(lin.Name)
 		if err != nil {
 			return pruned, 0, 0, err
@@ -198,95 +188,46 @@ func (r *run) pruneLinears(ctx context.Context, spec LayerSpec, acc *accumulator
 	return pruned, zeros, params, nil
 }
 
-// pruneTensor prunes one linear and returns its bytes in the source dtype (pruned entries
-// +0.0) and the number of zeros.
-func (r *run) pruneTensor(ctx context.Context, lin LinearSpec, st *Stats, info LayerInfo) ([]byte, int, error) {
+// pruneTensor prunes one linear in row blocks (PruneTensor), streaming the pruned rows into
+// the output and, with a work directory, the layer's checkpoint file.
+func (r *run) pruneTensor(ctx context.Context, lin LinearSpec, st *Stats, info LayerInfo) (int, error) {
 	src, err := r.src.Mat(lin.Name)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
-	wm := NewMatrix(lin.Rows, lin.Cols)
-	src.RowsF32(wm.Data, 0, lin.Rows)
-	if err := prune(ctx, r.opt.Method, r.opt.Target, wm, st, info); err != nil {
-		return nil, 0, err
+	out, err := r.w.OpenTensor(lin.Name)
+	if err != nil {
+		return 0, err
 	}
-	// The exported weights are the source dtype: the pruned forward must see exactly them.
-	roundTo(wm.Data, src.DType)
-	zeros := 0
-	for k, v := range wm.Data {
-		if v == 0 {
-			wm.Data[k] = 0 // -0.0 -> +0.0
-			zeros++
-		}
-	}
-	raw := make([]byte, len(wm.Data)*src.DType.Size())
-	if err := dtype.FromFloat32(raw, wm.Data, src.DType); err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", lin.Name, err)
-	}
-	return raw, zeros, nil
-}
-
-// prune runs the method on one weight matrix in place.
-func prune(ctx context.Context, m Method, t Target, w Matrix, st *Stats, info LayerInfo) error {
-	if m.Solver != nil {
-		mask, err := m.Solver.Solve(ctx, w, st, t, info)
+	sinks := teeWriterAt{out}
+	if r.layerFile != nil {
+		ck, err := r.layerFile.OpenTensor(lin.Name)
 		if err != nil {
-			return stageErr(info, "solver "+m.Solver.Name(), err)
+			return 0, fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, info.Layer, err)
 		}
-		if mask == nil || mask.Rows != w.Rows || mask.Cols != w.Cols {
-			return fmt.Errorf("%s: solver %s: %w: mask of the wrong shape", info, m.Solver.Name(), ErrShape)
+		sinks = append(sinks, ck)
+	}
+	res, err := PruneTensor(ctx, r.opt.Method, TensorJob{W: src, Stats: st, Target: r.opt.Target, Info: info,
+		Out: sinks, ScratchDir: r.opt.ScratchDir})
+	if err != nil {
+		return 0, err
+	}
+	for _, tw := range sinks {
+		if err := tw.Close(); err != nil {
+			return 0, err
 		}
-		mask.Apply(w)
-		return nil
 	}
-	scores, err := m.Metric.Score(ctx, w, st, info)
-	if err != nil {
-		return stageErr(info, "metric "+m.Metric.Name(), err)
-	}
-	if scores.Rows != w.Rows || scores.Cols != w.Cols || len(scores.Data) != len(w.Data) {
-		return fmt.Errorf("%s: metric %s: %w: scores %dx%d for weight %dx%d", info, m.Metric.Name(), ErrShape,
-			scores.Rows, scores.Cols, w.Rows, w.Cols)
-	}
-	mask, err := m.Pattern.Select(ctx, scores, t, info)
-	if err != nil {
-		return stageErr(info, "pattern "+m.Pattern.Name(), err)
-	}
-	if mask == nil || mask.Rows != w.Rows || mask.Cols != w.Cols || len(mask.Bits) != (w.Rows*w.Cols+63)/64 {
-		return fmt.Errorf("%s: pattern %s: %w: mask of the wrong shape", info, m.Pattern.Name(), ErrShape)
-	}
-	mask.Apply(w)
-	return nil
+	return int(res.Zeros), nil
 }
 
-// stageErr gives a stage's error its context: the layer and tensor, then the stage. Neither
-// is repeated when the stage's error already names it (a plugin's error names the layer;
-// the built-in stages name themselves).
-func stageErr(info LayerInfo, stage string, err error) error {
-	msg := err.Error()
-	if strings.HasPrefix(msg, stage+":") {
-		stage = ""
-	}
-	switch {
-	case strings.Contains(msg, info.String()) && stage == "":
-		return err
-	case strings.Contains(msg, info.String()):
-		return fmt.Errorf("%s: %w", stage, err)
-	case stage == "":
-		return fmt.Errorf("%s: %w", info, err)
-	}
-	return fmt.Errorf("%s: %s: %w", info, stage, err)
-}
+// teeWriterAt writes every block to each of its tensor writers.
+type teeWriterAt []*safetensors.TensorWriter
 
-// roundTo rounds fp32 values to what dtype d stores, in place.
-func roundTo(x []float32, d dtype.DType) {
-	switch d {
-	case dtype.BF16:
-		for i, v := range x {
-			x[i] = dtype.BF16ToF32(dtype.F32ToBF16(v))
-		}
-	case dtype.F16:
-		for i, v := range x {
-			x[i] = dtype.F16ToF32(dtype.F32ToF16(v))
+func (t teeWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	for _, w := range t {
+		if n, err := w.WriteAt(p, off); err != nil {
+			return n, err
 		}
 	}
+	return len(p), nil
 }

@@ -111,3 +111,29 @@ func (p *PeakMeter) Stop() MemStats {
 	<-p.done
 	return p.Peak()
 }
+
+// SystemMemory is the memory this process can expect to use, in bytes: the machine's
+// MemTotal, or the memory cgroup's limit when it is lower (v2 memory.max or v1
+// memory.limit_in_bytes); 0 when none can be read.
+func SystemMemory() int64 {
+	var total int64
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if f := bytes.Fields(line); len(f) >= 2 && string(f[0]) == "MemTotal:" {
+				if v, err := strconv.ParseInt(string(f[1]), 10, 64); err == nil {
+					total = v * 1024
+				}
+			}
+		}
+	}
+	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64); err == nil && v > 0 && (total == 0 || v < total) {
+			total = v
+		}
+	}
+	return total
+}

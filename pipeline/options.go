@@ -77,6 +77,10 @@ type Options struct {
 	// Resume continues from the checkpoint found there. The work directory is emptied on success.
 	WorkDir string
 	Resume  bool
+	// MemoryLimit, when positive, is the anonymous memory the run may use: a tensor whose
+	// pruning needs more (SparseGPT's Hessian on a huge layer) is refused before anything
+	// is written (CheckMemory).
+	MemoryLimit int64
 	// ExtraBytes is added to the free space the output needs (e.g. a packed copy).
 	ExtraBytes int64
 

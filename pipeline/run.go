@@ -162,8 +162,51 @@ func plan(opt *Options) (*run, error) {
 	}
 	for l := range r.layers {
 		r.total += r.layerSteps(l)
+		if err := r.checkMemory(l); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
+}
+
+// checkMemory refuses the run before it starts when pruning a linear of layer l would need
+// more memory than the limit: the tensor's own need (TensorMemory) plus, for a solver, the
+// Hessians the layer's dense pass accumulates (one [in, in] float64 per distinct input).
+func (r *run) checkMemory(l int) error {
+	limit := r.opt.MemoryLimit
+	if limit <= 0 {
+		return nil
+	}
+	if r.opt.Method.needsHessian() {
+		cols := map[int]int{}
+		for _, lin := range r.layers[l].Linears {
+			cols[lin.Input] = lin.Cols
+		}
+		for _, c := range cols {
+			limit -= int64(c) * int64(c) * 8
+		}
+	}
+	for _, lin := range r.layers[l].Linears {
+		if r.pruned[lin.Name] {
+			if err := CheckMemory(r.opt.Method, r.opt.Target, lin.Name, lin.Rows, lin.Cols, max(limit, 0)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// scratchBytes is the most scratch-file space one tensor's pruning needs at once.
+func (r *run) scratchBytes() int64 {
+	var n int64
+	for _, spec := range r.layers {
+		for _, lin := range spec.Linears {
+			if r.pruned[lin.Name] {
+				n = max(n, TensorScratch(r.opt.Method, r.opt.Target, lin.Rows, lin.Cols))
+			}
+		}
+	}
+	return n
 }
 
 // layerSteps is the number of progress steps of layer l: the chunks of its dense and pruned
@@ -219,7 +262,7 @@ func (r *run) openOutput() error {
 		t, _ := opt.Source.Tensor(name)
 		linear += t.Numel()
 	}
-	if err := checkDiskSpace(opt, out, r.seqlen, linear); err != nil {
+	if err := checkDiskSpace(opt, out, r.seqlen, linear, r.scratchBytes()); err != nil {
 		return err
 	}
 	r.w, err = safetensors.Create(r.stage.Path, r.specs, safetensors.WriterOptions{MaxShardBytes: opt.MaxShardBytes,

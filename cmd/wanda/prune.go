@@ -64,7 +64,7 @@ func pruneFlags() []cli.Flag {
 		&cli.StringFlag{Name: "scratch-dir", Usage: "directory of the activation scratch file (default: the system temp dir)"},
 		&cli.IntFlag{Name: "chunk-tokens", Value: 2048, Usage: "token rows a block processes at once (bounds the working set)"},
 		&cli.IntFlag{Name: "threads", Usage: "GEMM threads (default: all CPUs)"},
-		&cli.StringFlag{Name: "memory-limit", Usage: "soft limit for the Go heap (like GOMEMLIMIT, e.g. 2GiB): the collector works harder to stay under it"},
+		&cli.StringFlag{Name: "memory-limit", Usage: "memory the run may use (e.g. 2GiB; default: the machine's or the cgroup's): a method that would need more for some tensor (SparseGPT's Hessian) is refused up front, and the Go heap is held under it like GOMEMLIMIT"},
 		&cli.IntFlag{Name: "gc-percent", Value: 25, Usage: "heap growth allowed between collections (like GOGC); the pipeline's big per-layer buffers make the Go default of 100 wasteful"},
 		&cli.StringFlag{Name: "workdir", Usage: "keep a checkpoint here after every finished layer, so that an interrupted run can continue with --resume"},
 		&cli.BoolFlag{Name: "resume", Usage: "continue the run checkpointed in --workdir (same model, method, pattern and calibration)"},
@@ -111,12 +111,14 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 	if _, set := os.LookupEnv("GOGC"); !set || c.IsSet("gc-percent") {
 		debug.SetGCPercent(c.Int("gc-percent"))
 	}
+	memLimit := pipeline.SystemMemory()
 	if s := c.String("memory-limit"); s != "" {
 		lim, err := parseSize(s)
 		if err != nil {
 			return fmt.Errorf("--memory-limit: %w", err)
 		}
 		debug.SetMemoryLimit(lim)
+		memLimit = lim
 	}
 	cfg, set, err := openModel(c.String("model"))
 	if err != nil {
@@ -204,7 +206,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		Source: set, ModelDir: c.String("model"), Method: method, Target: target,
 		OutDir: c.String("out"), Force: c.Bool("force"), MaxShardBytes: maxShard,
 		ActivationBudget: budget, ScratchDir: c.String("scratch-dir"), ChunkTokens: c.Int("chunk-tokens"),
-		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: console.Progress,
+		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: console.Progress, MemoryLimit: memLimit,
 	}
 	needCalib := method.NeedsStats()
 	seqlen := 0
