@@ -128,7 +128,7 @@ func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []fl
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
-	dgemmImpl.gemm(gemmProblem[float64]{tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc})
+	dgemmImpl.gemm(gemmProblem[float64]{tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil})
 }
 
 func checkGemm[T float](tA, tB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {
