@@ -1,9 +1,13 @@
 package tensor
 
 import (
+	"flag"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+
+	"github.com/wanda-go/wanda/format/dtype"
 )
 
 // benchShapes are the GEMM shapes that matter for pruning: tokens×in · (out×in)ᵀ
@@ -100,6 +104,144 @@ func BenchmarkMicroKernel(b *testing.B) {
 				impl.kernel(kc, a, p, c, impl.nr, 1, 0)
 			}
 			reportGflops(b, mr, impl.nr, kc*1)
+		})
+	}
+}
+
+// matBenchShapes are the linear layers of the forward pass as MatMulTMat
+// sees them: m tokens, the weights side by side (ns) and their width k.
+var matBenchShapes = []struct {
+	name string
+	m    int
+	ns   []int
+	k    int
+}{
+	{"small", 128, []int{1024}, 384},
+	{"7B-qkv", 2048, []int{4096, 4096, 4096}, 4096},
+	{"7B-gateup", 2048, []int{11008, 11008}, 4096},
+	{"7B-down", 2048, []int{4096}, 11008},
+	// A slice of a 405B down_proj (16384×53248): the full row length k
+	// with 2048 of the 16384 rows and 512 tokens (4×128 calibration
+	// tokens); about 0.9 GB of operands with all four weight copies.
+	{"405B-down-slice", 512, []int{2048}, 53248},
+}
+
+// matBenchRotate rotates the order in which BenchmarkMatMulTMat runs its
+// variants, so that repeated runs (bench/gemm/mat.sh) do not always time
+// the same variant first.
+var matBenchRotate = flag.Int("matbench.rotate", 0, "rotate the order of the BenchmarkMatMulTMat variants by this much")
+
+// BenchmarkMatMulTMat compares, shape by shape in one run, MatMulT with
+// float32 weights (the weights concatenated: the fp32 path) against
+// MatMulTMat with the same weights stored as float32, bfloat16 and
+// float16 (all four hold the same values). Compare the GFLOP/s of bf16 (or
+// f16) with fp32-MatMulT; GFLOP/cpu-s divides by the CPU time of the
+// process instead of the wall time, which is less sensitive to other jobs
+// on a shared machine. The 7B and 405B shapes take seconds per call and
+// ~1 GB: run them with -benchtime=2x; -short keeps only the small shape.
+// bench/gemm/mat.sh repeats the run and tabulates the ratios.
+func BenchmarkMatMulTMat(b *testing.B) {
+	for _, s := range matBenchShapes {
+		if testing.Short() && s.m*s.k > 1<<20 {
+			continue
+		}
+		n := 0
+		for _, v := range s.ns {
+			n += v
+		}
+		b.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", s.name, s.m, n, s.k), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(4, uint64(n)))
+			x := randSlice(r, s.m*s.k)
+			wide := randSlice(r, n*s.k)
+			for i := range wide {
+				wide[i] *= 0.05
+			}
+			mats := map[dtype.DType][]Mat{}
+			for _, dt := range []dtype.DType{dtype.BF16, dtype.F16} {
+				raw := make([]byte, n*s.k*2)
+				if err := dtype.FromFloat32(raw, wide, dt); err != nil {
+					b.Fatal(err)
+				}
+				if dt == dtype.BF16 { // all copies hold the bf16 values
+					if err := dtype.ToFloat32(wide, raw, dt); err != nil {
+						b.Fatal(err)
+					}
+				}
+				mats[dt] = splitMat(raw, dt, s.ns, s.k)
+			}
+			mats[dtype.F32] = splitMat(F32Mat(n, s.k, wide).Raw, dtype.F32, s.ns, s.k)
+			y := make([]float32, s.m*n)
+			for i := range y {
+				y[i] = 1 // fault the pages in before any variant is timed
+			}
+			type variant struct {
+				name string
+				f    func()
+			}
+			vs := []variant{{"fp32-MatMulT", func() { MatMulT(y, x, wide, s.m, n, s.k) }}}
+			for _, dt := range []dtype.DType{dtype.F32, dtype.BF16, dtype.F16} {
+				vs = append(vs, variant{strings.ToLower(dt.String()) + "-Mat", func() { MatMulTMat(y, n, x, s.m, s.k, mats[dt]...) }})
+			}
+			rot := (*matBenchRotate%len(vs) + len(vs)) % len(vs)
+			vs = append(vs[rot:], vs[:rot]...)
+			for _, v := range vs {
+				b.Run(v.name, func(b *testing.B) {
+					c0 := processCPUSeconds()
+					for i := 0; i < b.N; i++ {
+						v.f()
+					}
+					cpu := processCPUSeconds() - c0
+					reportGflops(b, s.m, n, s.k)
+					if cpu > 0 {
+						b.ReportMetric(2*float64(s.m)*float64(n)*float64(s.k)*float64(b.N)/cpu/1e9, "GFLOP/cpu-s")
+					}
+				})
+			}
+		})
+	}
+}
+
+// splitMat cuts raw (Σns rows of k values of dtype dt) into one Mat per
+// entry of ns.
+func splitMat(raw []byte, dt dtype.DType, ns []int, k int) []Mat {
+	var ms []Mat
+	off := 0
+	for _, n := range ns {
+		sz := n * k * dt.Size()
+		ms = append(ms, Mat{Rows: n, Cols: k, DType: dt, Raw: raw[off : off+sz]})
+		off += sz
+	}
+	return ms
+}
+
+// BenchmarkPackB times the packing of one kc×nc B block (256×3072) of a
+// transposed [3072, 4096] weight, from float32 (the Sgemm path) and from
+// float32, bfloat16 and float16 bytes (the MatMulTMat path); GB/s counts
+// the float32 bytes written.
+func BenchmarkPackB(b *testing.B) {
+	const n, k, kc = 3072, 4096, 256
+	r := rand.New(rand.NewPCG(9, 9))
+	wide := randSlice(r, n*k)
+	var raw []float32
+	dst := aligned(&raw, kc*n)
+	b.Run("fp32-Sgemm", func(b *testing.B) {
+		g := &gemmProblem[float32]{tB: true, m: 1, n: n, k: k, b: wide, ldb: k}
+		b.SetBytes(4 * kc * n)
+		for i := 0; i < b.N; i++ {
+			sgemmImpl.packB(dst, g, 1024, kc, 0, n)
+		}
+	})
+	for _, dt := range []dtype.DType{dtype.F32, dtype.BF16, dtype.F16} {
+		b.Run(strings.ToLower(dt.String())+"-Mat", func(b *testing.B) {
+			raw := make([]byte, n*k*dt.Size())
+			if err := dtype.FromFloat32(raw, wide, dt); err != nil {
+				b.Fatal(err)
+			}
+			g := &gemmProblem[float32]{tB: true, m: 1, n: n, k: k, bm: &matB{mats: []Mat{{Rows: n, Cols: k, DType: dt, Raw: raw}}, start: []int{0, n}}}
+			b.SetBytes(4 * kc * n)
+			for i := 0; i < b.N; i++ {
+				sgemmImpl.packB(dst, g, 1024, kc, 0, n)
+			}
 		})
 	}
 }
