@@ -117,6 +117,7 @@ var matBenchShapes = []struct {
 	k    int
 }{
 	{"small", 128, []int{1024}, 384},
+	{"7B-o-m2", 2, []int{4096}, 4096}, // two tokens: the unpacked m ≤ 3 path
 	{"7B-qkv", 2048, []int{4096, 4096, 4096}, 4096},
 	{"7B-gateup", 2048, []int{11008, 11008}, 4096},
 	{"7B-down", 2048, []int{4096}, 11008},

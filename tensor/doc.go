@@ -1,8 +1,10 @@
 // Package tensor is the dense float32 math leaf of wanda: GEMM (Sgemm,
-// MatMulT, and Dgemm for float64), the small kernels of a LLaMA decoder
-// block (Dot, Axpy, RMSNorm, SiLUMul, Softmax) and the float64 Cholesky
-// routines SparseGPT needs (Cholesky, CholeskyInverseUpper). It imports
-// nothing of wanda's.
+// MatMulT, and Dgemm for float64), products with weights kept in their
+// stored dtype (Mat, MatMulTMat), the small kernels of a LLaMA decoder
+// block (Dot, Axpy, RMSNorm, SiLUMul, Softmax), the float64 Cholesky
+// routines SparseGPT needs (Cholesky, CholeskyInverseUpper) and the
+// parallel loop the other packages share (ParallelFor). Of wanda's
+// packages it imports only format/dtype.
 //
 // # Data layout
 //
@@ -12,6 +14,12 @@
 // is MatMulT(y, x, w, tokens, out, in): y[tokens×out] = x[tokens×in] · wᵀ.
 // The Hessian of a layer input X [tokens×in] is
 // Sgemm(true, false, in, in, tokens, alpha, X, in, X, in, beta, H, in).
+//
+// A Mat is a weight [out,in] in its stored dtype (float32, bfloat16 or
+// float16, little-endian, row-major, any byte alignment), usually a view
+// of a memory-mapped safetensors file. MatMulTMat(y, ldy, x, tokens, in,
+// w₀, w₁, …) writes x·wᵢᵀ side by side into the row-major y [tokens×ldy]
+// (q|k|v or gate|up in one call).
 //
 // # GEMM
 //
@@ -29,6 +37,15 @@
 // through sync.Pool. One to three rows of C (matrix-vector products) skip
 // packing and use Dot/Axpy.
 //
+// MatMulTMat runs the same driver with a virtual B: the weights stacked by
+// rows, never concatenated or widened as a whole. The B packer reads the
+// stored bytes and converts while it transposes (assembly: bfloat16 and
+// float16 blocks are transposed as 16-bit values, then widened by
+// interleaving with zeros or with F16C's VCVTPH2PS), so its only buffers
+// are the packing buffers above; the values packed, and so the results,
+// are bit-identical to MatMulT on the widened weights. Its m ≤ 3 path
+// widens one weight row at a time into a per-thread buffer of k values.
+//
 // Threads (SetThreads, default GOMAXPROCS): the calling goroutine and up to
 // Threads()-1 helpers from a pool of long-lived workers take work items —
 // "pack this chunk of the B block", "multiply this mc-row block of A by the
@@ -42,15 +59,20 @@
 // before parking (waking a parked goroutine on an idle CPU of this VM takes
 // ~0.1 ms); waits between threads spin briefly and then block, so a loaded
 // machine degrades gracefully instead of collapsing as spin-waiting BLAS
-// thread pools do.
+// thread pools do. ParallelFor hands out ranges of a loop to the same
+// workers in the same way (one atomic counter, no fixed team), so
+// elementwise and row-wise passes of other packages honour SetThreads and
+// share the pool with the GEMM.
 //
 // # Kernels and why
 //
 // The target machine is an AMD EPYC Zen 4 VM with 2 cores. Zen 4 has two
 // 256-bit FMA pipes per core (512-bit instructions are executed as two
 // halves), so AVX2 and AVX-512 have the same peak: 2 × 8 lanes × 2 flops =
-// 32 flop/cycle/core, ≈ 100 GFLOP/s per core at this clock. This VM's CPUID
-// does not even report AVX-512. The float32 microkernel is therefore
+// 32 flop/cycle/core, ≈ 100 GFLOP/s per core at this clock. (That VM's
+// CPUID did not report AVX-512; the VM of November 2026, an "Oxide Virtual
+// Turin-like Processor", reports avx2, fma, f16c, avx512f and avx512_bf16,
+// which this package does not use yet.) The float32 microkernel is therefore
 // hand-written Go assembly (gemm_amd64.s) for AVX2+FMA: a 6×16 tile held in
 // 12 ymm accumulators, two ymm B loads and six broadcasts of A per k step
 // (16 of 16 registers, no spills), k unrolled by 4. In isolation, on

@@ -12,8 +12,9 @@ var numThreads atomic.Int64
 
 func init() { numThreads.Store(int64(runtime.GOMAXPROCS(0))) }
 
-// SetThreads sets the number of goroutines GEMM uses (default
-// runtime.GOMAXPROCS(0)) and returns the previous value. n < 1 is treated as 1.
+// SetThreads sets the number of goroutines GEMM, MatMulTMat and
+// ParallelFor use (default runtime.GOMAXPROCS(0)) and returns the previous
+// value. n < 1 is treated as 1.
 func SetThreads(n int) int {
 	if n < 1 {
 		n = 1
@@ -21,7 +22,8 @@ func SetThreads(n int) int {
 	return int(numThreads.Swap(int64(n)))
 }
 
-// Threads reports the number of goroutines GEMM uses.
+// Threads reports the number of goroutines GEMM, MatMulTMat and
+// ParallelFor use.
 func Threads() int { return int(numThreads.Load()) }
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C on row-major matrices, with

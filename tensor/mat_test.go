@@ -260,6 +260,9 @@ func TestMatMulTMatMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates a 64 MiB weight")
 	}
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers at random")
+	}
 	const n, k = 16384, 2048
 	w := Mat{Rows: n, Cols: k, DType: dtype.BF16, Raw: make([]byte, n*k*2)}
 	for i := range w.Raw {

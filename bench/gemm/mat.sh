@@ -9,17 +9,24 @@
 #
 # Defaults: 3 rounds, -benchtime=1x (one call per variant and round; the
 # large shapes take seconds per call), all shapes (about 1 GB of memory).
+# TENSOR_TEST=path uses a test binary built before (go test -c ./tensor)
+# instead of building one. GOMAXPROCS sets the threads as usual.
 set -eu
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 benchtime=${2:-1x}
 pattern=${3:-MatMulTMat}
-bin=$(mktemp)
 out=$(mktemp)
-trap 'rm -f "$bin" "$out"' EXIT
-go test -c -o "$bin" ./tensor
+if [ -n "${TENSOR_TEST:-}" ]; then
+	bin=$TENSOR_TEST
+	trap 'rm -f "$out"' EXIT
+else
+	bin=$(mktemp)
+	trap 'rm -f "$bin" "$out"' EXIT
+	go test -c -o "$bin" ./tensor
+fi
 grep -o -w 'avx2\|fma\|f16c\|avx512f\|avx512_bf16' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ' | sed 's/^/cpu flags: /;s/$/\n/' || true
-echo "rounds=$rounds benchtime=$benchtime threads=$(nproc) load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
+echo "rounds=$rounds benchtime=$benchtime cpus=$(nproc) GOMAXPROCS=${GOMAXPROCS:-default} load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 r=0
 while [ "$r" -lt "$rounds" ]; do
 	"$bin" -test.run '^$' -test.bench "$pattern" -test.benchtime "$benchtime" -matbench.rotate "$r" >>"$out"
