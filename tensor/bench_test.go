@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wanda-go/wanda/format/dtype"
 )
@@ -117,7 +118,8 @@ var matBenchShapes = []struct {
 	k    int
 }{
 	{"small", 128, []int{1024}, 384},
-	{"7B-o-m2", 2, []int{4096}, 4096}, // two tokens: the unpacked m ≤ 3 path
+	{"7B-o-m2", 2, []int{4096}, 4096},     // two tokens: the unpacked m ≤ 3 path
+	{"7B-o-m512", 512, []int{4096}, 4096}, // 4×128 calibration tokens
 	{"7B-qkv", 2048, []int{4096, 4096, 4096}, 4096},
 	{"7B-gateup", 2048, []int{11008, 11008}, 4096},
 	{"7B-down", 2048, []int{4096}, 11008},
@@ -151,38 +153,7 @@ func BenchmarkMatMulTMat(b *testing.B) {
 			n += v
 		}
 		b.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", s.name, s.m, n, s.k), func(b *testing.B) {
-			r := rand.New(rand.NewPCG(4, uint64(n)))
-			x := randSlice(r, s.m*s.k)
-			wide := randSlice(r, n*s.k)
-			for i := range wide {
-				wide[i] *= 0.05
-			}
-			mats := map[dtype.DType][]Mat{}
-			for _, dt := range []dtype.DType{dtype.BF16, dtype.F16} {
-				raw := make([]byte, n*s.k*2)
-				if err := dtype.FromFloat32(raw, wide, dt); err != nil {
-					b.Fatal(err)
-				}
-				if dt == dtype.BF16 { // all copies hold the bf16 values
-					if err := dtype.ToFloat32(wide, raw, dt); err != nil {
-						b.Fatal(err)
-					}
-				}
-				mats[dt] = splitMat(raw, dt, s.ns, s.k)
-			}
-			mats[dtype.F32] = splitMat(F32Mat(n, s.k, wide).Raw, dtype.F32, s.ns, s.k)
-			y := make([]float32, s.m*n)
-			for i := range y {
-				y[i] = 1 // fault the pages in before any variant is timed
-			}
-			type variant struct {
-				name string
-				f    func()
-			}
-			vs := []variant{{"fp32-MatMulT", func() { MatMulT(y, x, wide, s.m, n, s.k) }}}
-			for _, dt := range []dtype.DType{dtype.F32, dtype.BF16, dtype.F16} {
-				vs = append(vs, variant{strings.ToLower(dt.String()) + "-Mat", func() { MatMulTMat(y, n, x, s.m, s.k, mats[dt]...) }})
-			}
+			vs := matBenchVariants(b, s.m, s.ns, s.k)
 			rot := (*matBenchRotate%len(vs) + len(vs)) % len(vs)
 			vs = append(vs[rot:], vs[:rot]...)
 			for _, v := range vs {
@@ -198,6 +169,107 @@ func BenchmarkMatMulTMat(b *testing.B) {
 					}
 				})
 			}
+		})
+	}
+}
+
+// matVariant is one way of computing the same product in the MatMulTMat
+// benchmarks.
+type matVariant struct {
+	name string
+	f    func()
+}
+
+// matBenchVariants builds x [m,k] and weights of Σns rows in float32,
+// bfloat16 and float16 (all holding the same bfloat16-representable
+// values) and returns the product computed by MatMulT on the float32
+// weights concatenated (the fp32 path, first) and by MatMulTMat on each
+// stored form, all writing the same y.
+func matBenchVariants(b *testing.B, m int, ns []int, k int) []matVariant {
+	n := 0
+	for _, v := range ns {
+		n += v
+	}
+	r := rand.New(rand.NewPCG(4, uint64(n)))
+	x := randSlice(r, m*k)
+	wide := randSlice(r, n*k)
+	for i := range wide {
+		wide[i] *= 0.05
+	}
+	mats := map[dtype.DType][]Mat{}
+	for _, dt := range []dtype.DType{dtype.BF16, dtype.F16} {
+		raw := make([]byte, n*k*2)
+		if err := dtype.FromFloat32(raw, wide, dt); err != nil {
+			b.Fatal(err)
+		}
+		if dt == dtype.BF16 { // all copies hold the bf16 values
+			if err := dtype.ToFloat32(wide, raw, dt); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mats[dt] = splitMat(raw, dt, ns, k)
+	}
+	mats[dtype.F32] = splitMat(F32Mat(n, k, wide).Raw, dtype.F32, ns, k)
+	y := make([]float32, m*n)
+	for i := range y {
+		y[i] = 1 // fault the pages in before any variant is timed
+	}
+	vs := []matVariant{{"fp32-MatMulT", func() { MatMulT(y, x, wide, m, n, k) }}}
+	for _, dt := range []dtype.DType{dtype.F32, dtype.BF16, dtype.F16} {
+		vs = append(vs, matVariant{strings.ToLower(dt.String()) + "-Mat", func() { MatMulTMat(y, n, x, m, k, mats[dt]...) }})
+	}
+	return vs
+}
+
+// BenchmarkMatMulTMatInterleaved times the variants of BenchmarkMatMulTMat
+// call by call in turn (the order rotating every round), b.N rounds, and
+// reports the GFLOP/s of the fastest fp32-MatMulT call and, per variant,
+// the ratio of the fastest fp32-MatMulT call to its fastest call (>1:
+// faster than fp32), by wall time and (suffix "-cpu") by the process CPU
+// time of the call. On a machine shared with other jobs the fastest of
+// interleaved calls is the least disturbed estimate. The small shapes
+// want -benchtime=100x or more, the large ones take seconds per call.
+func BenchmarkMatMulTMatInterleaved(b *testing.B) {
+	for _, s := range matBenchShapes {
+		if testing.Short() && s.m*s.k > 1<<20 {
+			continue
+		}
+		n := 0
+		for _, v := range s.ns {
+			n += v
+		}
+		b.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", s.name, s.m, n, s.k), func(b *testing.B) {
+			vs := matBenchVariants(b, s.m, s.ns, s.k)
+			for _, v := range vs {
+				v.f() // warm the buffers
+			}
+			wall := make([]float64, len(vs))
+			cpu := make([]float64, len(vs))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for j := range vs {
+					q := (i + j) % len(vs)
+					c0, t0 := processCPUSeconds(), time.Now()
+					vs[q].f()
+					w, c := time.Since(t0).Seconds(), processCPUSeconds()-c0
+					if i == 0 || w < wall[q] {
+						wall[q] = w
+					}
+					if i == 0 || c < cpu[q] {
+						cpu[q] = c
+					}
+				}
+			}
+			flop := 2 * float64(s.m) * float64(n) * float64(s.k)
+			b.ReportMetric(flop/wall[0]/1e9, "fp32-GFLOP/s")
+			for j, v := range vs[1:] {
+				name := strings.TrimSuffix(v.name, "-Mat") + "/fp32"
+				b.ReportMetric(wall[0]/wall[j+1], name)
+				if cpu[j+1] > 0 {
+					b.ReportMetric(cpu[0]/cpu[j+1], name+"-cpu")
+				}
+			}
+			b.ReportMetric(0, "ns/op")
 		})
 	}
 }

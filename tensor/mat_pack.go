@@ -78,14 +78,34 @@ func packBTRow(d []float32, j int, w Mat, r, c0, p0, kc int) {
 		}
 	case dtype.BF16:
 		for p := 0; p < n; p++ {
-			d[p*nr] = math.Float32frombits(uint32(src[2*p])<<16 | uint32(src[2*p+1])<<24)
+			d[p*nr] = math.Float32frombits(uint32(le.Uint16(src[2*p:])) << 16)
 		}
 	case dtype.F16:
 		for p := 0; p < n; p++ {
-			d[p*nr] = dtype.F16ToF32(le.Uint16(src[2*p:]))
+			d[p*nr] = f16ToF32(le.Uint16(src[2*p:]))
 		}
 	default:
 		panic("tensor: packBTRow: dtype " + w.DType.String())
+	}
+}
+
+// f16ToF32 widens an IEEE binary16 bit pattern to float32 exactly, with
+// the results of dtype.F16ToF32 (NaNs made quiet, payload kept), in a form
+// the compiler inlines: normal values rebias the exponent, subnormals are
+// their 10-bit integer significand times 2⁻²⁴ (exact in float32).
+func f16ToF32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	em := uint32(h & 0x7fff)
+	switch {
+	case em >= 0x7c00: // ±Inf, NaN
+		if em > 0x7c00 {
+			return math.Float32frombits(sign | 0x7fc00000 | (em&0x3ff)<<13)
+		}
+		return math.Float32frombits(sign | 0x7f800000)
+	case em >= 0x0400: // normal
+		return math.Float32frombits(sign | (em<<13 + (127-15)<<23))
+	default: // subnormal or zero
+		return math.Float32frombits(sign | math.Float32bits(float32(em)*(1.0/(1<<24))))
 	}
 }
 
@@ -113,11 +133,11 @@ func widen(dst []float32, src []byte, dt dtype.DType) {
 		}
 	case dtype.BF16:
 		for ; i < n; i++ {
-			dst[i] = math.Float32frombits(uint32(src[2*i])<<16 | uint32(src[2*i+1])<<24)
+			dst[i] = math.Float32frombits(uint32(le.Uint16(src[2*i:])) << 16)
 		}
 	case dtype.F16:
 		for ; i < n; i++ {
-			dst[i] = dtype.F16ToF32(le.Uint16(src[2*i:]))
+			dst[i] = f16ToF32(le.Uint16(src[2*i:]))
 		}
 	default:
 		panic("tensor: widen: dtype " + dt.String())

@@ -287,3 +287,13 @@ func TestMatMulTMatMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestF16ToF32: the portable float16 widening equals the dtype package's
+// for every bit pattern.
+func TestF16ToF32(t *testing.T) {
+	for i := 0; i < 65536; i++ {
+		if g, w := math.Float32bits(f16ToF32(uint16(i))), math.Float32bits(dtype.F16ToF32(uint16(i))); g != w {
+			t.Fatalf("0x%04x: %08x, dtype %08x", i, g, w)
+		}
+	}
+}

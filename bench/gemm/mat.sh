@@ -7,6 +7,8 @@
 #
 #   bench/gemm/mat.sh [rounds [benchtime [bench regexp]]]
 #
+# e.g. bench/gemm/mat.sh 3 300x 'MatMulTMat$/small'
+#
 # Defaults: 3 rounds, -benchtime=1x (one call per variant and round; the
 # large shapes take seconds per call), all shapes (about 1 GB of memory).
 # TENSOR_TEST=path uses a test binary built before (go test -c ./tensor)
@@ -15,7 +17,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 rounds=${1:-3}
 benchtime=${2:-1x}
-pattern=${3:-MatMulTMat}
+pattern=${3:-'MatMulTMat$'}
 out=$(mktemp)
 if [ -n "${TENSOR_TEST:-}" ]; then
 	bin=$TENSOR_TEST
@@ -34,7 +36,7 @@ while [ "$r" -lt "$rounds" ]; do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 awk '
-/GFLOP\/s/ {
+/^BenchmarkMatMulTMat\/.* GFLOP\/s/ {
 	name = $1; sub(/^BenchmarkMatMulTMat\//, "", name); sub(/-[0-9]+$/, "", name)
 	v = name; sub(/.*\//, "", v); s = name; sub(/\/[^\/]*$/, "", s)
 	for (i = 2; i < NF; i++) {
