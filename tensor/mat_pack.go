@@ -139,8 +139,10 @@ func widen(dst []float32, src []byte, dt dtype.DType) {
 		for ; i < n; i++ {
 			dst[i] = f16ToF32(le.Uint16(src[2*i:]))
 		}
-	default:
-		panic("tensor: widen: dtype " + dt.String())
+	default: // F64 and the rest: the dtype package's conversion (or its error)
+		if err := dtype.ToFloat32(dst, src, dt); err != nil {
+			panic("tensor: widen: " + err.Error())
+		}
 	}
 }
 
