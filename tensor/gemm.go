@@ -12,8 +12,9 @@ var numThreads atomic.Int64
 
 func init() { numThreads.Store(int64(runtime.GOMAXPROCS(0))) }
 
-// SetThreads sets the number of goroutines GEMM uses (default
-// runtime.GOMAXPROCS(0)) and returns the previous value. n < 1 is treated as 1.
+// SetThreads sets the number of goroutines GEMM, MatMulTMat and
+// ParallelFor use (default runtime.GOMAXPROCS(0)) and returns the previous
+// value. n < 1 is treated as 1.
 func SetThreads(n int) int {
 	if n < 1 {
 		n = 1
@@ -21,7 +22,8 @@ func SetThreads(n int) int {
 	return int(numThreads.Swap(int64(n)))
 }
 
-// Threads reports the number of goroutines GEMM uses.
+// Threads reports the number of goroutines GEMM, MatMulTMat and
+// ParallelFor use.
 func Threads() int { return int(numThreads.Load()) }
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C on row-major matrices, with
@@ -128,7 +130,7 @@ func Dgemm(tA, tB bool, m, n, k int, alpha float64, a []float64, lda int, b []fl
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
-	dgemmImpl.gemm(gemmProblem[float64]{tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc})
+	dgemmImpl.gemm(gemmProblem[float64]{tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil})
 }
 
 func checkGemm[T float](tA, tB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int) {

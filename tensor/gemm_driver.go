@@ -17,6 +17,10 @@ const mr = 6
 // maxNR is the widest register tile (float32).
 const maxNR = 16
 
+// sgemmNR is the number of columns of the float32 register tile (every
+// float32 kernel and packing routine uses it).
+const sgemmNR = 16
+
 // gemmImpl is one element type's GEMM engine: its microkernel, optional
 // vectorised packing routines and cache blocking.
 //
@@ -42,13 +46,16 @@ type gemmImpl[T float] struct {
 	// packBN, when set, packs a full nr-column panel of a non-transposed B
 	// (dst[p*nr+j] = src[p*ldb+j]).
 	packBN func(dst, src []T, ldb, kc int)
+	// packBMat packs op(B)[pc:pc+kc, jc:jc+nc] like packB when B is a
+	// stack of stored-dtype weights (gemmProblem.bm; float32 only).
+	packBMat func(dst []T, g *gemmProblem[T], pc, kc, jc, nc int)
 
 	runs    sync.Pool // *gemmRun[T]
 	threads sync.Pool // *threadBuf[T]
 }
 
 var (
-	sgemmImpl = &gemmImpl[float32]{name: "go-6x16", nr: 16, kc: 256, mc: 144, nc: 3072, kernel: kernelGo[float32]}
+	sgemmImpl = &gemmImpl[float32]{name: "go-6x16", nr: sgemmNR, kc: 256, mc: 144, nc: 3072, kernel: kernelGo[float32], packBMat: packBMats}
 	dgemmImpl = &gemmImpl[float64]{name: "go-6x8", nr: 8, kc: 256, mc: 144, nc: 1536, kernel: kernelGo[float64]}
 )
 
@@ -119,6 +126,9 @@ type gemmProblem[T float] struct {
 	beta    T
 	c       []T
 	ldc     int
+	// bm, when set, is op(B) instead of b: a stack of stored-dtype
+	// weights [n, k] (tB is true, b is nil; float32 only).
+	bm *matB
 }
 
 // minParallelFlops is the problem size below which GEMM stays on the
@@ -221,7 +231,7 @@ func (r *gemmRun[T]) help() {
 // sgemm is the optimised float32 path; arguments are already validated and
 // m, n, k > 0, alpha != 0.
 func sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	sgemmImpl.gemm(gemmProblem[float32]{tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc})
+	sgemmImpl.gemm(gemmProblem[float32]{tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil})
 }
 
 func (r *gemmRun[T]) init(impl *gemmImpl[T], g gemmProblem[T], nt int) {
@@ -440,6 +450,10 @@ func (impl *gemmImpl[T]) packA(dst []T, g *gemmProblem[T], ic, mc, pc, kc int) {
 // q holds, for each p, the nr values op(B)[pc+p, jc+q*nr+j], zero-padded
 // past nc.
 func (impl *gemmImpl[T]) packB(dst []T, g *gemmProblem[T], pc, kc, jc, nc int) {
+	if g.bm != nil {
+		impl.packBMat(dst, g, pc, kc, jc, nc)
+		return
+	}
 	nr := impl.nr
 	for jr := 0; jr < nc; jr += nr {
 		nn := min(nr, nc-jr)

@@ -48,12 +48,10 @@ func (m Mat) Check() error {
 func (m Mat) RowsF32(dst []float32, r0, r1 int) {
 	es := m.DType.Size()
 	n := (r1 - r0) * m.Cols
-	if r0 < 0 || r1 > m.Rows || r0 > r1 || len(dst) < n {
-		panic(fmt.Sprintf("tensor: RowsF32 [%d, %d) of %d rows into %d values", r0, r1, m.Rows, len(dst)))
+	if r0 < 0 || r1 > m.Rows || r0 > r1 || len(dst) < n || es == 0 || len(m.Raw) < m.Rows*m.Cols*es {
+		panic(fmt.Sprintf("tensor: RowsF32 [%d, %d) of %d rows into %d values (%s, %d bytes)", r0, r1, m.Rows, len(dst), m.DType, len(m.Raw)))
 	}
-	if err := dtype.ToFloat32(dst[:n], m.Raw[r0*m.Cols*es:r1*m.Cols*es], m.DType); err != nil {
-		panic(err) // Check's conditions are the caller's to keep
-	}
+	widen(dst[:n], m.Raw[r0*m.Cols*es:r1*m.Cols*es], m.DType)
 }
 
 // Sub is rows [r0, r1) of m (a view).
@@ -62,46 +60,54 @@ func (m Mat) Sub(r0, r1 int) Mat {
 	return Mat{Rows: r1 - r0, Cols: m.Cols, DType: m.DType, Raw: m.Raw[r0*m.Cols*es : r1*m.Cols*es]}
 }
 
-// matWidenRows is the number of weight rows MatMulTMat widens at a time.
-const matWidenRows = 256
-
 // MatMulTMat computes y = x · [w₀; w₁; …]ᵀ: the products with each w are
 // written side by side, w₀'s Rows columns first. x is [m, k] (row stride k),
 // every w is [nᵢ, k], and y is [m, ldy] with ldy ≥ Σnᵢ; only the first Σnᵢ
 // columns of each row of y are written. The result is bit-identical to
-// MatMulT on the widened weights.
+// MatMulT on the widened weights (and so to one MatMulT per weight).
+//
+// The weights are read in their stored dtype: the blocked GEMM converts
+// them to float32 while it packs its B panels (which it does anyway), and
+// treats the weights as one matrix of Σnᵢ rows without concatenating them.
+// For m ≤ 3 (no packing) each weight row is widened into a per-thread
+// buffer of k values (or, float32 rows that are 4-byte aligned, read in
+// place) and multiplied with Dot, as Sgemm does. The memory MatMulTMat
+// allocates is bounded by the GEMM's packing buffers and k, never by a
+// weight's size. It uses up to Threads() goroutines; invalid shapes panic.
 func MatMulTMat(y []float32, ldy int, x []float32, m, k int, ws ...Mat) {
-	total := 0
-	for _, w := range ws {
-		total += w.Rows
+	if m < 0 || k < 0 {
+		panic(fmt.Sprintf("tensor: MatMulTMat: negative dimension m=%d k=%d", m, k))
 	}
-	if total > ldy {
-		panic(fmt.Sprintf("tensor: MatMulTMat: %d output columns for ldy %d", total, ldy))
-	}
-	col := 0
-	var buf []float32
-	for _, w := range ws {
+	bm := &matB{mats: ws, start: make([]int, len(ws)+1)}
+	for i, w := range ws {
 		if err := w.Check(); err != nil {
-			panic(err)
+			panic(fmt.Sprintf("tensor: MatMulTMat: weight %d: %v", i, err))
 		}
 		if w.Cols != k {
-			panic(fmt.Sprintf("tensor: MatMulTMat: weight %d×%d for input width %d", w.Rows, w.Cols, k))
+			panic(fmt.Sprintf("tensor: MatMulTMat: weight %d is %d×%d for input width %d", i, w.Rows, w.Cols, k))
 		}
-		if w.DType == dtype.F32 {
-			Sgemm(false, true, m, w.Rows, k, 1, x, max(k, 1), float32View(w.Raw), max(k, 1), 0, y[col:], ldy)
-			col += w.Rows
-			continue
-		}
-		for r0 := 0; r0 < w.Rows; r0 += matWidenRows {
-			r1 := min(w.Rows, r0+matWidenRows)
-			if cap(buf) < (r1-r0)*k {
-				buf = make([]float32, matWidenRows*k)
-			}
-			b := buf[:(r1-r0)*k]
-			w.RowsF32(b, r0, r1)
-			Sgemm(false, true, m, r1-r0, k, 1, x, max(k, 1), b, max(k, 1), 0, y[col+r0:], ldy)
-		}
-		col += w.Rows
+		bm.start[i+1] = bm.start[i] + w.Rows
+	}
+	n := bm.start[len(ws)]
+	if n > ldy {
+		panic(fmt.Sprintf("tensor: MatMulTMat: %d output columns for ldy %d", n, ldy))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	if len(x) < m*k {
+		panic(fmt.Sprintf("tensor: MatMulTMat: len(x)=%d < %d for %d×%d", len(x), m*k, m, k))
+	}
+	if need := (m-1)*ldy + n; len(y) < need {
+		panic(fmt.Sprintf("tensor: MatMulTMat: len(y)=%d < %d for %d×%d with stride %d", len(y), need, m, n, ldy))
+	}
+	switch {
+	case k == 0:
+		scaleC(m, n, 0, y, ldy)
+	case m <= smallM:
+		matMulTSmallM(y, ldy, x, m, k, bm)
+	default:
+		sgemmImpl.gemm(gemmProblem[float32]{tB: true, m: m, n: n, k: k, alpha: 1, a: x, lda: k, c: y, ldc: ldy, bm: bm})
 	}
 }
 
