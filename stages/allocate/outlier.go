@@ -13,11 +13,12 @@ import (
 //	pass 2: AddCount(block) for the same scores again, in any order
 //	        Outliers() checks that both passes saw the same number of scores
 //
-// OWL (prune_all.py check_outlier_mean) takes the mean of the concatenated float32 scores of
-// all the layer's linears with torch.mean (float32 result), multiplies it by M in float32,
-// and counts the scores strictly greater. Here the sum is accumulated in float64 with
-// Neumaier compensation (so the result does not depend on block order or size), the mean is
-// rounded once to float32, and the threshold is float32(mean) · float32(M) in float32.
+// OWL (prune_all.py check_outlier_mean, lines 139-154, applied to the scores concatenated at
+// line 943) takes the mean of the concatenated float32 scores of all the layer's linears with
+// torch.mean (float32 result), multiplies it by M in float32, and counts the scores strictly
+// greater. Here the sum is accumulated in float64 with Neumaier compensation (so the result
+// does not depend on block order or size), the mean is rounded once to float32, and the
+// threshold is float32(mean) · float32(M) in float32.
 // torch's float32 cascade sum can differ from the correctly rounded mean by an ulp; a score
 // would have to lie within that ulp of the threshold for the counts to differ.
 //

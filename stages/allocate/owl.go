@@ -68,7 +68,7 @@ type Allocation struct {
 
 // Allocate computes each layer's sparsity from its outlier count for a model-wide target
 // sparsity in [0, 1). The arithmetic is OWL's numpy float64 arithmetic operation for
-// operation (prune_all.py lines 962-966 and 1056-1060 at dddb7a4):
+// operation (prune_all.py lines 962-966 and 1054-1058 at dddb7a4):
 //
 //	r = ratios                                  (percent)
 //	r = (r − min r) · ((1 / (max r − min r)) · λ · 2)
