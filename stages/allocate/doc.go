@@ -38,7 +38,8 @@
 // Verified: FromRatios on OWL's own printed ratios reproduces its densities and targets bit
 // for bit for both tiny-llama-a runs (methods.json); the dense pre-pass written in the test
 // with model.Block and OutlierCounter reproduces OWL's outlier counts in all six layers
-// exactly, hence its per-layer sparsities bit for bit.
+// exactly, hence its per-layer sparsities bit for bit — with SumSq accumulated in float64 and
+// also with OWL's own float32 running average (WrappedGPT.add_batch).
 //
 // # Sparsity file
 //

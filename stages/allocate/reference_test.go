@@ -11,12 +11,16 @@ import (
 	"github.com/wanda-go/wanda/model"
 )
 
+// sumSqs are per-layer, per-linear Wanda statistics (1/N)·Σ x² of the linear's input.
+type sumSqs [][config.PartDown + 1][]float32
+
 // denseSumSq runs the dense model on tiny-llama-a's 128 calibration windows (reference.
-// safetensors calib_input_ids, the windows OWL calibrated on) and returns, per layer and per
-// linear, the Wanda statistic (1/N)·Σ x² of the linear's input, accumulated in float64 and
-// rounded to float32 as the pipeline does. OWL's pre-pass runs the dense model: nothing is
-// pruned, dense outputs feed the next layer.
-func denseSumSq(t *testing.T) (*config.Config, []*model.Block, [][config.PartDown + 1][]float32) {
+// safetensors calib_input_ids, the windows OWL calibrated on) and returns the Wanda
+// statistics two ways: accumulated in float64 and rounded to float32 (as the pipeline does
+// today), and as OWL's WrappedGPT accumulates them, a float32 running average over the
+// sequences of float32 squared norms (norm summed token by token in float32). OWL's pre-pass
+// runs the dense model: nothing is pruned, dense outputs feed the next layer.
+func denseSumSq(t *testing.T) (*config.Config, []*model.Block, map[string]sumSqs) {
 	t.Helper()
 	dir := testenv.SharedPath(t, "models/tiny-llama-a")
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
@@ -53,9 +57,14 @@ func denseSumSq(t *testing.T) (*config.Config, []*model.Block, [][config.PartDow
 		}
 	}
 	sums := make([]map[config.Part][]float64, cfg.NumLayers)
+	run := make([]map[config.Part][]float32, cfg.NumLayers)
+	seen := make([]map[config.Part]int, cfg.NumLayers)
 	for l := range sums {
 		sums[l] = map[config.Part][]float64{}
+		run[l] = map[config.Part][]float32{}
+		seen[l] = map[config.Part]int{}
 	}
+	var sq32 []float32
 	rope := model.NewRope(cfg, seqlen)
 	var scratch model.Scratch
 	const chunk = 16
@@ -78,10 +87,35 @@ func denseSumSq(t *testing.T) (*config.Config, []*model.Block, [][config.PartDow
 						s[j] += float64(v) * float64(v)
 					}
 				}
+				rs := run[l][p]
+				if rs == nil {
+					rs = make([]float32, cols)
+					run[l][p] = rs
+				}
+				if cap(sq32) < cols {
+					sq32 = make([]float32, cols)
+				}
+				sq32 = sq32[:cols]
+				for q := range rows / seqlen {
+					clear(sq32)
+					for r := q * seqlen; r < (q+1)*seqlen; r++ {
+						for j, v := range x[r*cols : (r+1)*cols] {
+							sq32[j] += float32(v * v)
+						}
+					}
+					n := seen[l][p] + 1
+					f := float32(float64(n-1) / float64(n))
+					for j, v := range sq32 {
+						nr := float32(math.Sqrt(float64(v)))
+						rs[j] = float32(rs[j]*f) + float32(nr*nr)/float32(n)
+					}
+					seen[l][p] = n
+				}
 			}, &scratch)
 		}
 	}
-	out := make([][config.PartDown + 1][]float32, cfg.NumLayers)
+	out := make(sumSqs, cfg.NumLayers)
+	out32 := make(sumSqs, cfg.NumLayers)
 	for l := range out {
 		for _, p := range config.Linears {
 			tap := p
@@ -96,9 +130,10 @@ func denseSumSq(t *testing.T) (*config.Config, []*model.Block, [][config.PartDow
 			for j, v := range s {
 				out[l][p][j] = float32(v / float64(nseq))
 			}
+			out32[l][p] = run[l][tap]
 		}
 	}
-	return cfg, blocks, out
+	return cfg, blocks, map[string]sumSqs{"float64": out, "float32 running": out32}
 }
 
 // TestOWLReferenceOutliers is OWL's pre-pass end to end on tiny-llama-a: dense forward,
@@ -110,7 +145,13 @@ func TestOWLReferenceOutliers(t *testing.T) {
 		t.Skip("dense forward of tiny-llama-a over 128×512 tokens (-short)")
 	}
 	runs := loadOWLRuns(t)
-	cfg, blocks, sumsq := denseSumSq(t)
+	cfg, blocks, modes := denseSumSq(t)
+	for mode, sumsq := range modes {
+		t.Run(mode, func(t *testing.T) { checkOWLOutliers(t, cfg, blocks, sumsq, runs) })
+	}
+}
+
+func checkOWLOutliers(t *testing.T, cfg *config.Config, blocks []*model.Block, sumsq sumSqs, runs []owlRun) {
 	o := DefaultOWL()
 	layers := make([]Outliers, cfg.NumLayers)
 	for l, b := range blocks {

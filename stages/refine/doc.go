@@ -20,9 +20,18 @@
 //
 // so Sum is divided by the number of sequences, not tokens, and Var is the pooled
 // within-sequence biased variance, not the variance around the overall mean. The mean DSnoT
-// also keeps is never read. Accumulator computes these exactly in float64 (the variance in
-// two passes per sequence) and rounds once to float32; the float32 running averages DSnoT
-// uses differ from them by rounding only (checked in the tests).
+// also keeps is never read.
+//
+// NewRunningAccumulator reproduces those float32 running averages operation by operation
+// (the squared norm summed token by token in float32, square-rooted and squared again as
+// torch.norm(...)**2 does; the token sum and per-sequence variance computed in float64 and
+// rounded, standing in for torch's float32 reductions). NewAccumulator computes the same
+// quantities exactly in float64. Precision matters here more than for Wanda alone: DSnoT's
+// row refinement is chaotic — a Wanda near-tie (scores 9e-8 apart in tiny-llama-a's layer 1)
+// decided the other way changes the initial error and so the whole sequence of swaps of that
+// row, and the changed outputs move later layers' statistics. With the running accumulator
+// the test that prunes all of tiny-llama-a reproduces every reference mask bit for bit
+// (sequential_test.go); with the float64 one, DSnoT at 70% ends 90-93% equal in layers 3-5.
 //
 // # DSnoT, unstructured (lib/prune.py prune_DSnoT, lines 667-852)
 //
@@ -77,6 +86,8 @@
 //
 // Verified: on tiny-llama-a's first layer (whose inputs no pruning affects) the refined Wanda
 // masks equal DSnoT's own masks (methods_masks.safetensors) in every bit at 50%, 70% and 2:4,
-// with the MLP left as Wanda's; random layers agree with a literal transcription of DSnoT's
-// whole-tensor loop.
+// with the MLP left as Wanda's, with either accumulator; pruning the whole model layer by
+// layer with the running accumulator reproduces every mask of every layer of the three DSnoT
+// runs and the two OWL runs (TestReferenceSequential, WANDA_REFERENCE_LONG=1); random layers
+// agree with a literal transcription of DSnoT's whole-tensor loop.
 package refine

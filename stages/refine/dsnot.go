@@ -112,10 +112,13 @@ func layerModule(info pipeline.LayerInfo) string {
 }
 
 // Refine refines mask in place (see the package documentation). Tensors the refiner does
-// not apply to are left alone.
+// not apply to are left alone without looking at w, mask or st (st may be nil for them).
 func (d DSnoT) Refine(ctx context.Context, w pipeline.Matrix, mask *pipeline.Mask, st *Stats, t pipeline.Target, info pipeline.LayerInfo) error {
 	if err := d.Validate(); err != nil {
 		return err
+	}
+	if !d.Applies(info) {
+		return nil // skipped tensors need no statistics
 	}
 	if err := checkInputs(d.Name(), w, mask, st, d.NeedsStats(), info); err != nil {
 		return err
@@ -123,7 +126,7 @@ func (d DSnoT) Refine(ctx context.Context, w pipeline.Matrix, mask *pipeline.Mas
 	if err := t.Validate(w.Cols); err != nil {
 		return fmt.Errorf("refine %s: %s: %w", d.Name(), info, err)
 	}
-	if !d.Applies(info) || w.Rows == 0 || w.Cols == 0 || d.MaxCycles == 0 {
+	if w.Rows == 0 || w.Cols == 0 || d.MaxCycles == 0 {
 		return nil
 	}
 	p := d.prepare(w.Cols, st)

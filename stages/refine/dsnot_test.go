@@ -622,6 +622,12 @@ func TestDSnoTErrors(t *testing.T) {
 	if err := d.Refine(cctx, w, m2, st, tgt, attnInfo); !errors.Is(err, context.Canceled) || !slices.Equal(m2.Bits, mask.Bits) {
 		t.Errorf("cancelled: %v", err)
 	}
+	// A skipped tensor needs no statistics.
+	mlp := pipeline.LayerInfo{Layer: 2, Tensor: "model.layers.2.mlp.down_proj.weight", Part: "down_proj"}
+	m3 := &pipeline.Mask{Rows: mask.Rows, Cols: mask.Cols, Bits: slices.Clone(mask.Bits)}
+	if err := d.Refine(ctx, w, m3, nil, tgt, mlp); err != nil || !slices.Equal(m3.Bits, mask.Bits) {
+		t.Errorf("skipped tensor without statistics: %v", err)
+	}
 	if d := (DSnoT{PowVarRegrowing: 0}); d.NeedsStats().Has(NeedVar) {
 		t.Errorf("power 0 needs %v", d.NeedsStats())
 	}

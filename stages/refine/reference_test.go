@@ -17,9 +17,10 @@ import (
 
 // tinyLayer0 runs tiny-llama-a's dense first decoder layer on the 128 calibration windows
 // DSnoT's run used (reference.safetensors calib_input_ids) and returns the block and the
-// statistics of its four distinct linear inputs. Layer 0's inputs do not depend on any
-// pruning, so these are the statistics DSnoT saw for layer 0.
-func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[config.Part]*Stats) {
+// statistics of its linear inputs, accumulated both ways (float64, and float32 running as
+// DSnoT does). Layer 0's inputs do not depend on any pruning, so these are the statistics
+// DSnoT saw for layer 0.
+func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[string]map[config.Part]*Stats) {
 	t.Helper()
 	dir := testenv.SharedPath(t, "models/tiny-llama-a")
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
@@ -54,6 +55,7 @@ func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[config.Part]*St
 		t.Fatal(err)
 	}
 	acc := map[config.Part]*Accumulator{}
+	run := map[config.Part]*Accumulator{}
 	rope := model.NewRope(cfg, seqlen)
 	var scratch model.Scratch
 	const chunk = 16
@@ -64,17 +66,19 @@ func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[config.Part]*St
 			t.Fatal(err)
 		}
 		b.Forward(h, n, seqlen, rope, func(p config.Part, x []float32, rows, cols int) {
-			a := acc[p]
-			if a == nil {
-				a = NewAccumulator(cols, seqlen, NeedSumSq|NeedSum|NeedVar)
-				acc[p] = a
+			if acc[p] == nil {
+				acc[p] = NewAccumulator(cols, seqlen, NeedSumSq|NeedSum|NeedVar)
+				run[p] = NewRunningAccumulator(cols, seqlen, NeedSumSq|NeedSum|NeedVar)
 			}
-			if err := a.Add(x[:rows*cols], rows/seqlen); err != nil {
+			if err := acc[p].Add(x[:rows*cols], rows/seqlen); err != nil {
+				t.Error(err)
+			}
+			if err := run[p].Add(x[:rows*cols], rows/seqlen); err != nil {
 				t.Error(err)
 			}
 		}, &scratch)
 	}
-	st := map[config.Part]*Stats{}
+	st := map[string]map[config.Part]*Stats{"float64": {}, "float32 running": {}}
 	for _, p := range config.Linears {
 		tap := p
 		switch p {
@@ -83,7 +87,8 @@ func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[config.Part]*St
 		case config.PartUp:
 			tap = config.PartGate
 		}
-		st[p] = acc[tap].Stats()
+		st["float64"][p] = acc[tap].Stats()
+		st["float32 running"][p] = run[tap].Stats()
 	}
 	return cfg, b, st
 }
@@ -163,57 +168,59 @@ func TestDSnoTReferenceLayer0(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, b, st := tinyLayer0(t)
+	_, b, stats := tinyLayer0(t)
 	d := DefaultDSnoT()
-	for _, run := range []struct {
-		prefix string
-		s      float64
-		n, m   int
-	}{
-		{"dsnot-0.50-unstructured/", 0.5, 0, 0},
-		{"dsnot-0.70-unstructured/", 0.7, 0, 0},
-		{"dsnot-0.50-2of4/", 0.5, 2, 4},
-	} {
-		tgt := pipeline.Target{Sparsity: run.s, N: run.n, M: run.m}
-		for _, p := range config.Linears {
-			name := config.LayerTensor(0, p)
-			w := b.Linear(p)
-			mask := wandaMask(w, st[p].SumSq, run.s, run.n, run.m)
-			initial := slices.Clone(mask.Bits)
-			info := pipeline.LayerInfo{Layer: 0, Tensor: name, Part: p.String()}
-			if err := d.Refine(context.Background(), w, mask, st[p], tgt, info); err != nil {
-				t.Fatal(err)
-			}
-			rows, cols, zero := refMask(t, f, run.prefix+name)
-			if rows != w.Rows || cols != w.Cols {
-				t.Fatalf("%s: reference %d×%d, weight %d×%d", name, rows, cols, w.Rows, w.Cols)
-			}
-			init := &pipeline.Mask{Rows: rows, Cols: cols, Bits: initial}
-			same, sameInit, changed := 0, 0, 0
-			for i := range rows {
-				for j := range cols {
-					ref := zero(i, j)
-					got := mask.Get(i, j) || w.Data[i*cols+j] == 0
-					if got == ref {
-						same++
-					}
-					if (init.Get(i, j) || w.Data[i*cols+j] == 0) == ref {
-						sameInit++
-					}
-					if init.Get(i, j) != mask.Get(i, j) {
-						changed++
+	for mode, st := range stats {
+		for _, run := range []struct {
+			prefix string
+			s      float64
+			n, m   int
+		}{
+			{"dsnot-0.50-unstructured/", 0.5, 0, 0},
+			{"dsnot-0.70-unstructured/", 0.7, 0, 0},
+			{"dsnot-0.50-2of4/", 0.5, 2, 4},
+		} {
+			tgt := pipeline.Target{Sparsity: run.s, N: run.n, M: run.m}
+			for _, p := range config.Linears {
+				name := config.LayerTensor(0, p)
+				w := b.Linear(p)
+				mask := wandaMask(w, st[p].SumSq, run.s, run.n, run.m)
+				initial := slices.Clone(mask.Bits)
+				info := pipeline.LayerInfo{Layer: 0, Tensor: name, Part: p.String()}
+				if err := d.Refine(context.Background(), w, mask, st[p], tgt, info); err != nil {
+					t.Fatal(err)
+				}
+				rows, cols, zero := refMask(t, f, run.prefix+name)
+				if rows != w.Rows || cols != w.Cols {
+					t.Fatalf("%s: reference %d×%d, weight %d×%d", name, rows, cols, w.Rows, w.Cols)
+				}
+				init := &pipeline.Mask{Rows: rows, Cols: cols, Bits: initial}
+				same, sameInit, changed := 0, 0, 0
+				for i := range rows {
+					for j := range cols {
+						ref := zero(i, j)
+						got := mask.Get(i, j) || w.Data[i*cols+j] == 0
+						if got == ref {
+							same++
+						}
+						if (init.Get(i, j) || w.Data[i*cols+j] == 0) == ref {
+							sameInit++
+						}
+						if init.Get(i, j) != mask.Get(i, j) {
+							changed++
+						}
 					}
 				}
-			}
-			total := rows * cols
-			frac := float64(same) / float64(total)
-			t.Logf("%s%s: %d of %d equal (%.5f%%); the Wanda mask: %.3f%%; refinement changed %d",
-				run.prefix, p, same, total, 100*frac, 100*float64(sameInit)/float64(total), changed)
-			if frac < 0.999 {
-				t.Errorf("%s%s: %.4f%% of the mask equal to DSnoT's, want ≥ 99.9%%", run.prefix, p, 100*frac)
-			}
-			if !d.Applies(info) && changed != 0 {
-				t.Errorf("%s: skipped tensor changed", name)
+				total := rows * cols
+				frac := float64(same) / float64(total)
+				t.Logf("%s, %s%s: %d of %d equal (%.5f%%); the Wanda mask: %.3f%%; refinement changed %d",
+					mode, run.prefix, p, same, total, 100*frac, 100*float64(sameInit)/float64(total), changed)
+				if frac < 0.999 {
+					t.Errorf("%s, %s%s: %.4f%% of the mask equal to DSnoT's, want ≥ 99.9%%", mode, run.prefix, p, 100*frac)
+				}
+				if !d.Applies(info) && changed != 0 {
+					t.Errorf("%s: skipped tensor changed", name)
+				}
 			}
 		}
 	}

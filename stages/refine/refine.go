@@ -71,7 +71,8 @@ type Refiner interface {
 	// gathering statistics for the tensors it does not apply to.
 	Applies(info pipeline.LayerInfo) bool
 	// Refine updates mask in place for the dense weights w ([out, in], the weights the mask
-	// was chosen on; not modified) and the layer input's statistics st.
+	// was chosen on; not modified) and the layer input's statistics st. It leaves the mask
+	// of a tensor it does not apply to unchanged and returns nil (st may be nil then).
 	Refine(ctx context.Context, w pipeline.Matrix, mask *pipeline.Mask, st *Stats, t pipeline.Target, info pipeline.LayerInfo) error
 }
 

@@ -178,3 +178,76 @@ func TestAccumulator(t *testing.T) {
 		t.Errorf("empty accumulator: %+v", s)
 	}
 }
+
+// TestRunningAccumulator checks the float32 running mode bit for bit against add_batch
+// transcribed channel by channel (the loops of dsnotRunning, with the squared norm summed in
+// float32 token by token as torch's strided norm reduction does).
+func TestRunningAccumulator(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	const nseq, T, C = 9, 23, 7
+	x := calibInputs(r, nseq, T, C)
+	want := make([][3]float32, C) // sumsq, sum, var
+	for j := range C {
+		var sumsq, sum, variance float32
+		for s := range nseq {
+			var sq32 float32
+			var m, q float64
+			for tk := range T {
+				v := x[(s*T+tk)*C+j]
+				sq32 += float32(v * v)
+				m += float64(v)
+			}
+			for tk := range T {
+				dv := float64(x[(s*T+tk)*C+j]) - m/T
+				q += dv * dv
+			}
+			norm := float32(math.Sqrt(float64(sq32)))
+			f := float32(float64(s) / float64(s+1))
+			sumsq = float32(sumsq*f) + float32(norm*norm)/float32(s+1)
+			sum = float32(sum*f) + float32(m)/float32(s+1)
+			vs := float32(q / T)
+			if s == 0 {
+				variance = vs
+			} else {
+				variance = (float32(variance*float32(s*T)) + float32(vs*float32(T))) / float32((s+1)*T)
+			}
+		}
+		want[j] = [3]float32{sumsq, sum, variance}
+	}
+	a := NewRunningAccumulator(C, T, NeedSumSq|NeedSum|NeedVar)
+	if err := a.Add(x[:4*T*C], 4); err != nil { // in two calls: the state carries over
+		t.Fatal(err)
+	}
+	if err := a.Add(x[4*T*C:], nseq-4); err != nil {
+		t.Fatal(err)
+	}
+	st := a.Stats()
+	if st.N != nseq || st.Tokens != nseq*T {
+		t.Errorf("N %d Tokens %d", st.N, st.Tokens)
+	}
+	for j := range C {
+		got := [3]float32{st.SumSq[j], st.Sum[j], st.Var[j]}
+		if got != want[j] {
+			t.Errorf("channel %d: %v, transcription %v", j, got, want[j])
+		}
+	}
+	// It estimates the same quantities as the float64 mode.
+	b := NewAccumulator(C, T, NeedSumSq|NeedSum|NeedVar)
+	if err := b.Add(x, nseq); err != nil {
+		t.Fatal(err)
+	}
+	ex := b.Stats()
+	for j := range C {
+		for k, p := range [][2]float32{{st.SumSq[j], ex.SumSq[j]}, {st.Sum[j], ex.Sum[j]}, {st.Var[j], ex.Var[j]}} {
+			if math.Abs(float64(p[0]-p[1])) > 1e-5*math.Abs(float64(p[1]))+1e-5 {
+				t.Errorf("channel %d stat %d: running %v, float64 %v", j, k, p[0], p[1])
+			}
+		}
+	}
+	if err := a.Merge(b); !errors.Is(err, pipeline.ErrShape) {
+		t.Errorf("merging a running accumulator: %v", err)
+	}
+	if s := NewRunningAccumulator(C, T, NeedSum).Stats(); s.N != 0 || s.Sum != nil {
+		t.Errorf("empty: %+v", s)
+	}
+}
