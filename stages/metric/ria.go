@@ -31,6 +31,8 @@ type RIA struct {
 	A float64
 }
 
+var _ pipeline.Metric = RIA{}
+
 // DefaultRIA returns RIA with A = 0.5.
 func DefaultRIA() RIA { return RIA{A: 0.5} }
 

@@ -42,6 +42,8 @@ type DSnoT struct {
 	SkipLayer, SkipSubLayer string
 }
 
+var _ Refiner = DSnoT{}
+
 // DefaultDSnoT returns DSnoT's main.py defaults: 50 cycles, threshold 0.1, variance power 1,
 // no sign check, Wanda initial mask, MLP skipped.
 func DefaultDSnoT() DSnoT {

@@ -16,18 +16,18 @@ import (
 
 // TestReferenceSequential runs the reference runs of methods.json end to end with a minimal
 // sequential pruner written here (the reference's loop: dense forward of a layer with the
-// statistics taps, masks, pruned forward feeding the next layer): DSnoT at 50%, 70% and 2:4
-// (Wanda masks refined with DefaultDSnoT), and OWL at 50% and 70% (Wanda masks at OWL's
-// per-layer targets from methods.json). Every mask of every layer is compared with the
+// statistics taps, masks, pruned forward feeding the next layer): Wanda at 50% and 70%, DSnoT
+// at 50%, 70% and 2:4 (Wanda masks refined with DefaultDSnoT), and OWL at 50% and 70% (Wanda
+// masks at OWL's per-layer targets from methods.json). Every mask of every layer is compared with the
 // reference's. The statistics are accumulated as the reference does (NewRunningAccumulator);
 // WANDA_STATS_F64=1 uses the float64 Accumulator instead. It takes minutes (about 12 layer
 // passes over 128×512 tokens per run), so it runs only with WANDA_REFERENCE_LONG=1.
 //
-// Measured (2 shared cores, about 10 minutes): every mask of every run equal to the
-// reference's in every bit with the running statistics. With float64 statistics the 50%, 2:4
-// and OWL runs are also bit-identical, but DSnoT at 70% drifts from layer 1 on (one Wanda
-// near-tie, 9e-8 apart, decided the other way changes a whole refined row, and the changes
-// grow through the layers: 90-93% equal attention masks in layers 3-5).
+// Measured (2 shared cores, about 15 minutes): every mask of all seven runs equal to the
+// reference's in every bit with the running statistics. With float64 statistics the Wanda,
+// OWL, DSnoT 50% and 2:4 runs are also bit-identical, but DSnoT at 70% drifts from layer 1 on
+// (one Wanda near-tie, 9e-8 apart, decided the other way changes a whole refined row, and
+// the changes grow through the layers: 90-93% equal attention masks in layers 3-5).
 func TestReferenceSequential(t *testing.T) {
 	if os.Getenv("WANDA_REFERENCE_LONG") != "1" {
 		t.Skip("set WANDA_REFERENCE_LONG=1 to run the whole-model reference runs (minutes)")
@@ -79,9 +79,6 @@ func TestReferenceSequential(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, run := range doc.Runs {
-		if run.Method == "wanda" {
-			continue
-		}
 		t.Run(run.Prefix, func(t *testing.T) {
 			var n, m int
 			if run.Pattern == "2:4" {
