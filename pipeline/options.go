@@ -14,6 +14,8 @@ type Method struct {
 	Metric  Metric
 	Pattern Pattern
 	Solver  Solver
+	// Refiner, when set, refines the mask the metric and pattern chose (not a solver's).
+	Refiner Refiner
 }
 
 // ErrMethod reports a Method that is neither a metric with a pattern nor a solver.
@@ -26,6 +28,9 @@ func (m Method) Validate() error {
 		return fmt.Errorf("%w %q: a solver chooses its own mask; it takes no metric or pattern", ErrMethod, m.Name)
 	case m.Solver == nil && (m.Metric == nil || m.Pattern == nil):
 		return fmt.Errorf("%w %q: needs a metric and a pattern, or a solver", ErrMethod, m.Name)
+	case m.Solver != nil && m.Refiner != nil:
+		return fmt.Errorf("%w %q: %s refines masks chosen by a metric; a solver updates the weights its mask was chosen for",
+			ErrMethod, m.Name, m.Refiner.Name())
 	}
 	return nil
 }

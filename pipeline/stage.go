@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 )
 
 // Matrix is a dense row-major float32 matrix. For a linear layer's weight it is [out, in]:
@@ -28,11 +29,47 @@ type Stats struct {
 	// SumSq[j] = (1/N) · Σ_samples Σ_tokens x_j², the reference's scaler_row (fp32): the divisor
 	// is the number of sequences N, not the number of tokens.
 	SumSq []float32
+	// Sum[j] = (1/N)·Σ_seq Σ_tok x_j: the sum over all tokens divided by the number of
+	// sequences (DSnoT's sum_metric_row); present when a stage asked for StatsSum.
+	Sum []float32
+	// Var[j] = Σ_seq Σ_tok (x_j − mean_seq,j)² / Tokens: the token-weighted average over
+	// sequences of each sequence's biased variance around its own mean (DSnoT's var; not the
+	// variance around the overall mean); present when a stage asked for StatsVar.
+	Var []float32
 	// N is the number of calibration sequences, Tokens the number of token rows seen.
 	N, Tokens int
 	// Hessian is (2/N) · Σ x xᵀ ([in, in], row-major), present only when a stage asked for it
 	// (SparseGPT). Float64 to keep the Cholesky stable.
 	Hessian []float64
+}
+
+// StatsKind is a set of per-input-channel statistics a stage reads.
+type StatsKind uint8
+
+// The statistics the dense pass can gather (see Stats for their definitions).
+const (
+	StatsSumSq StatsKind = 1 << iota // Stats.SumSq: Wanda's scaler_row
+	StatsSum                         // Stats.Sum
+	StatsVar                         // Stats.Var
+)
+
+// Has reports whether k includes every statistic of x.
+func (k StatsKind) Has(x StatsKind) bool { return k&x == x }
+
+func (k StatsKind) String() string {
+	var parts []string
+	for _, c := range []struct {
+		k    StatsKind
+		name string
+	}{{StatsSumSq, "sumsq"}, {StatsSum, "sum"}, {StatsVar, "var"}} {
+		if k.Has(c.k) {
+			parts = append(parts, c.name)
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "+")
 }
 
 // Group is the set of weights whose scores are compared against each other.
@@ -189,6 +226,22 @@ type Solver interface {
 	// NeedsHessian reports whether Stats.Hessian must be accumulated.
 	NeedsHessian() bool
 	Solve(ctx context.Context, w Matrix, st *Stats, t Target, info LayerInfo) (*Mask, error)
+}
+
+// Refiner changes a mask chosen by a metric and a pattern (DSnoT), keeping the number pruned
+// in each row (and, for N:M targets, in each group of M). Rows are independent: Refine may
+// be called on any block of a tensor's rows (w, mask and the row's statistics), so that it
+// streams with the rest of PruneTensor.
+type Refiner interface {
+	Name() string
+	// NeedsStats says which statistics Refine reads.
+	NeedsStats() StatsKind
+	// Applies reports whether Refine changes the tensor at all; statistics are gathered only
+	// for the inputs of the tensors it applies to.
+	Applies(info LayerInfo) bool
+	// Refine updates mask in place for the dense weights w ([rows, in], the weights the mask
+	// was chosen on; not modified) and the layer input's statistics st.
+	Refine(ctx context.Context, w Matrix, mask *Mask, st *Stats, t Target, info LayerInfo) error
 }
 
 // Sentinel errors.
