@@ -69,8 +69,7 @@ func TestPluginMetricMatchesBuiltinTinyLlama(t *testing.T) {
 	}
 	shared := inspSharedDir(t)
 	dir, _ := builtPlugins(t)
-	calib := []string{"--calib-tokens", filepath.Join(shared, "reference/tiny-llama-a/reference.safetensors"),
-		"--calib-key", "calib_input_ids", "--seqlen", "512", "--nsamples", "16"}
+	calib := refCalib16(shared)
 	builtin, _ := prunedTiny(t, shared, "wanda", "unstructured", calib...)
 	plugged, _ := prunedTiny(t, shared, "plugin:wanda", "unstructured", append([]string{"--plugin-dir", dir}, calib...)...)
 	a, b := modelFiles(t, builtin), modelFiles(t, plugged)

@@ -261,38 +261,59 @@ func TestReferencePerplexities(t *testing.T) {
 	}
 }
 
+// refCalib16 are the prune flags that calibrate on the first 16 of the reference's 128
+// calibration windows: cheaper prunes for checks that need real activations but not the
+// reference's exact masks.
+func refCalib16(shared string) []string {
+	return []string{"--calib-tokens", filepath.Join(shared, "reference/tiny-llama-a/reference.safetensors"),
+		"--calib-key", "calib_input_ids", "--seqlen", "512", "--nsamples", "16"}
+}
+
 // TestReferenceTextCalibration calibrates from the C4 text, sampling windows as the reference
 // does (Python's random, seed 0, documents longer than seqlen), instead of the captured token
 // windows. calib's tests show the windows are the reference's own; here the pruned
-// models must then be the same files, and so have the same perplexities. Where they are not,
-// the perplexity must still be within 3% of the reference.
+// models must then be the same files, and so have the same perplexities.
+//
+// The default run draws 16 windows: the reference draws its windows one after another, so
+// they must be the first 16 of its 128, and the files must equal those of a prune on those
+// token windows. WANDA_TEST_FULL=1 adds all 128 windows for one run per pattern (methods
+// alternating); where those files are not the same, the full perplexity must still be within
+// 3% of the reference.
 func TestReferenceTextCalibration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("prunes tiny-llama-a; skipped with -short")
 	}
 	shared := inspSharedDir(t)
-	res := loadRefResults(t, shared)
-	// One run per pattern (methods alternating) keeps the test's time reasonable; each run prunes
-	// twice. The default run checks wanda/unstructured, whose token-window prune the other
-	// reference tests share; WANDA_TEST_FULL=1 adds sparsegpt/2:4 and wanda/4:8.
-	picked := map[string]bool{"wanda/unstructured": true}
-	if testenv.Full() {
-		picked["sparsegpt/2:4"], picked["wanda/4:8"] = true, true
+	c4 := filepath.Join(shared, "data/c4/c4_train00000_head1000.jsonl")
+	sameFiles := func(t *testing.T, x, y string) bool {
+		a, b := modelFiles(t, x), modelFiles(t, y)
+		same := len(a) > 0 && len(a) == len(b)
+		for name, data := range a {
+			same = same && string(b[name]) == string(data)
+		}
+		return same
 	}
+	t.Run("wanda/unstructured/16", func(t *testing.T) {
+		fromTokens, _ := prunedTiny(t, shared, "wanda", "unstructured", refCalib16(shared)...)
+		fromText, _ := prunedTiny(t, shared, "wanda", "unstructured", "--calib", c4, "--nsamples", "16", "--seqlen", "512", "--seed", "0")
+		if !sameFiles(t, fromTokens, fromText) {
+			t.Errorf("C4-text calibration with 16 windows gives files other than a prune on the reference's first 16 token windows")
+		}
+	})
+	if !testenv.Full() {
+		t.Logf("128 windows for wanda/unstructured, sparsegpt/2:4 and wanda/4:8: with %s=1", testenv.FullEnv)
+		return
+	}
+	res := loadRefResults(t, shared)
+	picked := map[string]bool{"wanda/unstructured": true, "sparsegpt/2:4": true, "wanda/4:8": true}
 	for _, run := range res.Runs {
 		if !picked[run.Method+"/"+run.Pattern] {
 			continue
 		}
 		t.Run(run.Method+"/"+run.Pattern, func(t *testing.T) {
 			fromTokens, _ := prunedTiny(t, shared, run.Method, run.Pattern)
-			fromText, _ := prunedTiny(t, shared, run.Method, run.Pattern, "--calib",
-				filepath.Join(shared, "data/c4/c4_train00000_head1000.jsonl"), "--nsamples", "128", "--seqlen", "512", "--seed", "0")
-			a, b := modelFiles(t, fromTokens), modelFiles(t, fromText)
-			same := len(a) == len(b)
-			for name, data := range a {
-				same = same && string(b[name]) == string(data)
-			}
-			if same {
+			fromText, _ := prunedTiny(t, shared, run.Method, run.Pattern, "--calib", c4, "--nsamples", "128", "--seqlen", "512", "--seed", "0")
+			if sameFiles(t, fromTokens, fromText) {
 				t.Logf("%s %s: C4-text calibration gives files identical to the reference's token windows (ppl therefore identical)", run.Method, run.Pattern)
 				return
 			}
