@@ -60,16 +60,18 @@ func TestPluginMetricMatchesBuiltin(t *testing.T) {
 	}
 }
 
-// TestPluginMetricMatchesBuiltinTinyLlama: the same on the real model, all 42 tensors.
+// TestPluginMetricMatchesBuiltinTinyLlama: the same on the real model, all 42 tensors,
+// calibrated on the first 16 of the reference's 128 windows (the comparison needs real
+// activations, not all of them).
 func TestPluginMetricMatchesBuiltinTinyLlama(t *testing.T) {
 	if testing.Short() {
 		t.Skip("prunes tiny-llama-a; skipped with -short")
 	}
 	shared := inspSharedDir(t)
 	dir, _ := builtPlugins(t)
-	builtin, _ := prunedTiny(t, shared, "wanda", "unstructured")
-	plugged, _ := prunedTiny(t, shared, "plugin:wanda", "unstructured", "--plugin-dir", dir, "--calib-tokens",
-		filepath.Join(shared, "reference/tiny-llama-a/reference.safetensors"), "--calib-key", "calib_input_ids", "--seqlen", "512")
+	calib := refCalib16(shared)
+	builtin, _ := prunedTiny(t, shared, "wanda", "unstructured", calib...)
+	plugged, _ := prunedTiny(t, shared, "plugin:wanda", "unstructured", append([]string{"--plugin-dir", dir}, calib...)...)
 	a, b := modelFiles(t, builtin), modelFiles(t, plugged)
 	if len(a) == 0 || len(a) != len(b) {
 		t.Fatalf("%d vs %d files", len(a), len(b))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // A helper process: with STAGING_HELPER_OUT set, the test binary creates a
@@ -26,7 +27,11 @@ func TestMain(m *testing.M) {
 		}
 		os.WriteFile(filepath.Join(d.Path, "model.safetensors"), make([]byte, 1<<16), 0o644)
 		os.Stdout.WriteString(d.Path + "\n")
-		select {}
+		// Sleep, not select{}: with no other goroutine the runtime reports a
+		// blocked select as a deadlock and exits, releasing the lock.
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	os.Exit(m.Run())
 }

@@ -4,6 +4,11 @@
 // message, unless the environment variable CI is "true", in which case the
 // test fails: CI runs must not silently skip the reference checks.
 //
+// The default test run checks the reference cheaply (masks, logits, windowed
+// perplexities). The full WikiText-2 perplexity comparisons, each a complete
+// evaluation of 903 windows, run only when the environment variable
+// WANDA_TEST_FULL is "1" (see [Full]); .ci/run always sets it.
+//
 // Only _test.go files import this package, so the format/... packages keep
 // their rule of importing nothing of ours outside format/ in non-test code.
 package testenv
@@ -15,6 +20,22 @@ import (
 	"path/filepath"
 	"testing"
 )
+
+// FullEnv is the environment variable that turns on the full reference
+// checks: WANDA_TEST_FULL=1 go test ./...
+const FullEnv = "WANDA_TEST_FULL"
+
+// Full reports whether the full reference checks are on (WANDA_TEST_FULL=1).
+func Full() bool { return os.Getenv(FullEnv) == "1" }
+
+// RequireFull skips tb unless the full reference checks are on; what says
+// what the test costs (e.g. "nine full WikiText-2 evaluations").
+func RequireFull(tb testing.TB, what string) {
+	tb.Helper()
+	if !Full() {
+		tb.Skipf("%s: runs with %s=1 (as .ci/run does)", what, FullEnv)
+	}
+}
 
 // errNoModule reports that no go.mod lies above the working directory.
 var errNoModule = errors.New("go.mod not found above the test directory")
