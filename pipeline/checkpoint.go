@@ -45,6 +45,11 @@ type checkpointState struct {
 	Tensors     []TensorReport    `json:"tensors"`
 	Zeros       int               `json:"zeros"`
 	Params      int               `json:"params"`
+	// The allocation pre-pass: the next layer it observes (0 when it is done or not
+	// begun), the summaries so far, and the sparsities once it is done.
+	PrePassNext int         `json:"prepass_next_layer,omitempty"`
+	Summaries   [][]float64 `json:"allocation_summaries,omitempty"`
+	Allocation  []float64   `json:"allocation,omitempty"`
 }
 
 // layerBase is layer l's checkpoint file name without ".safetensors".
@@ -53,6 +58,11 @@ func layerFile(dir string, l int) string {
 	return filepath.Join(dir, layerBase(l)+".safetensors")
 }
 func actsFile(dir string, l int) string { return filepath.Join(dir, fmt.Sprintf("acts-%05d.f32", l)) }
+
+// preActsFile holds the dense activations entering layer l in the allocation pre-pass.
+func preActsFile(dir string, l int) string {
+	return filepath.Join(dir, fmt.Sprintf("prepass-acts-%05d.f32", l))
+}
 
 // fingerprint identifies a run: the source tensors, the method, the target and the
 // calibration windows. A work directory is only resumed by the same run.
@@ -222,9 +232,8 @@ func createLayerFile(dir string, l int, specs []safetensors.Spec) (*safetensors.
 
 // checkpoint records that layer l is finished: its tensors (lw, closed here), the
 // activations entering l+1, then the state (last, atomically).
-// sums holds the checksums of the files checkpointed so far and is updated.
-func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool, lw *safetensors.Writer,
-	rep *Report, zeros, params int, sums map[string]string) error {
+func (r *run) checkpoint(l int, lw *safetensors.Writer) error {
+	dir := r.opt.WorkDir
 	if err := lw.Close(); err != nil {
 		return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
 	}
@@ -233,23 +242,53 @@ func checkpoint(dir string, l, layers int, fp string, next *Store, needFwd bool,
 	if err != nil {
 		return fmt.Errorf("%w: layer %d: %w", ErrCheckpoint, l, err)
 	}
-	sums[filepath.Base(lf)] = sum
-	delete(sums, filepath.Base(actsFile(dir, l)))
-	if needFwd && l+1 < layers {
+	r.sums[filepath.Base(lf)] = sum
+	delete(r.sums, filepath.Base(actsFile(dir, l)))
+	if r.needFwd && l+1 < r.cfg.NumLayers {
 		af := actsFile(dir, l+1)
-		sum, err := writeActs(af, next.Samples(0, next.N))
+		sum, err := writeActs(af, r.in.Samples(0, r.in.N))
 		if err != nil {
 			return err
 		}
-		sums[filepath.Base(af)] = sum
+		r.sums[filepath.Base(af)] = sum
 	}
-	st := &checkpointState{Version: stateVersion, Sums: sums, Fingerprint: fp, NextLayer: l + 1, Layers: rep.Layers,
-		Tensors: rep.Tensors, Zeros: zeros, Params: params}
+	st := r.newState()
+	st.NextLayer = l + 1
 	if err := writeState(dir, st); err != nil {
 		return err
 	}
 	os.Remove(actsFile(dir, l))
 	return nil
+}
+
+// checkpointPrePass records that the allocation pre-pass observed the layers before next:
+// the dense activations entering next (unless the pre-pass is done) and the state.
+func (r *run) checkpointPrePass(next int) error {
+	dir := r.opt.WorkDir
+	delete(r.sums, filepath.Base(preActsFile(dir, next-1)))
+	if next < r.cfg.NumLayers {
+		af := preActsFile(dir, next)
+		sum, err := writeActs(af, r.in.Samples(0, r.in.N))
+		if err != nil {
+			return err
+		}
+		r.sums[filepath.Base(af)] = sum
+	}
+	st := r.newState()
+	if r.allocation == nil {
+		st.PrePassNext = next
+	}
+	if err := writeState(dir, st); err != nil {
+		return err
+	}
+	os.Remove(preActsFile(dir, next-1))
+	return nil
+}
+
+// newState is the checkpoint state of the run so far (before its first layer).
+func (r *run) newState() *checkpointState {
+	return &checkpointState{Version: stateVersion, Sums: r.sums, Fingerprint: r.fp, Layers: r.rep.Layers,
+		Tensors: r.rep.Tensors, Zeros: r.zeros, Params: r.params, Summaries: r.summaries, Allocation: r.allocation}
 }
 
 // restoreLayer copies a finished layer's tensors from the work directory into the output.
@@ -287,6 +326,7 @@ func clearWorkDir(dir string, layers int) {
 	for l := 0; l <= layers; l++ {
 		os.Remove(layerFile(dir, l))
 		os.Remove(actsFile(dir, l))
+		os.Remove(preActsFile(dir, l))
 	}
 	os.Remove(filepath.Join(dir, stateFile))
 	os.Remove(dir)

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"path"
 	"time"
 
 	"github.com/wanda-go/wanda/format/safetensors"
@@ -66,7 +65,7 @@ func (r *run) layer(ctx context.Context, l int) error {
 	if r.opt.WorkDir != "" {
 		lw := r.layerFile
 		r.layerFile = nil // checkpoint closes it
-		if err := checkpoint(r.opt.WorkDir, l, r.cfg.NumLayers, r.fp, r.in, r.needFwd, lw, r.rep, r.zeros, r.params, r.sums); err != nil {
+		if err := r.checkpoint(l, lw); err != nil {
 			return err
 		}
 		crashPoint("between", l)
@@ -86,6 +85,10 @@ func (r *run) denseForward(ctx context.Context, spec LayerSpec) (*accumulator, e
 		return nil, fmt.Errorf("layer %d: %w", l, err)
 	}
 	acc := newAccumulator(len(spec.Inputs), r.opt.Method.needsHessian())
+	acc.seqlen, acc.running = r.seqlen, r.opt.RunningStats
+	if r.channel != nil {
+		acc.channel = r.channel[l]
+	}
 	H := r.cfg.HiddenSize
 	if need := r.chunk * r.seqlen * H; cap(r.scratch) < need {
 		r.scratch = make([]float32, need)
@@ -101,6 +104,9 @@ func (r *run) denseForward(ctx context.Context, spec LayerSpec) (*accumulator, e
 		acc.n += j - i
 		r.step()
 		crashPoint("forward", l)
+	}
+	if acc.err != nil {
+		return nil, fmt.Errorf("layer %d: %w", l, acc.err)
 	}
 	return acc, nil
 }
@@ -163,8 +169,7 @@ func (r *run) pruneLinears(ctx context.Context, spec LayerSpec, acc *accumulator
 		if !r.pruned[lin.Name] {
 			continue
 		}
-		info := LayerInfo{Layer: l, Tensor: lin.Name, Part: path.Base(lin.Module), ModelType: r.cfg.ModelType,
-			Hidden: r.cfg.HiddenSize, Intermediate: r.cfg.IntermediateSize, NumLayers: r.cfg.NumLayers}
+		info := r.info(l, lin)
 		var st *Stats
 		if acc != nil {
 			st = acc.stats(lin.Input, lin.Cols)
@@ -182,8 +187,12 @@ func (r *run) pruneLinears(ctx context.Context, spec LayerSpec, acc *accumulator
 		r.step()
 		zeros += z
 		params += lin.Rows * lin.Cols
-		r.rep.Tensors = append(r.rep.Tensors, TensorReport{Name: lin.Name, Layer: l, Shape: []int{lin.Rows, lin.Cols},
-			Zeros: z, Sparsity: float64(z) / float64(lin.Rows*lin.Cols)})
+		tr := TensorReport{Name: lin.Name, Layer: l, Shape: []int{lin.Rows, lin.Cols}, Zeros: z,
+			Sparsity: float64(z) / float64(lin.Rows*lin.Cols)}
+		if t, ok := r.targets[lin.Name]; ok {
+			tr.Target, tr.Source = &t.Sparsity, r.sources[lin.Name]
+		}
+		r.rep.Tensors = append(r.rep.Tensors, tr)
 	}
 	return pruned, zeros, params, nil
 }
@@ -207,7 +216,7 @@ func (r *run) pruneTensor(ctx context.Context, lin LinearSpec, st *Stats, info L
 		}
 		sinks = append(sinks, ck)
 	}
-	res, err := PruneTensor(ctx, r.opt.Method, TensorJob{W: src, Stats: st, Target: r.opt.Target, Info: info,
+	res, err := PruneTensor(ctx, r.opt.Method, TensorJob{W: src, Stats: st, Target: r.target(lin.Name), Info: info,
 		Out: sinks, ScratchDir: r.opt.ScratchDir})
 	if err != nil {
 		return 0, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 
 	"github.com/wanda-go/wanda/format/safetensors"
 )
@@ -64,6 +65,19 @@ type Options struct {
 	CalibInfo
 	Method Method
 	Target Target
+	// Ignore lists patterns of tensor names that stay dense: a matching linear is copied
+	// byte for byte, like the tensors that are never pruned.
+	Ignore []*regexp.Regexp
+	// SparsityOf, when set, gives a tensor's own unstructured sparsity (a user's sparsity
+	// file); ok false keeps the run's (Target.Sparsity, or the Allocator's). source says
+	// where the value came from, for the report.
+	SparsityOf func(layer int, tensor string) (sparsity float64, source string, ok bool)
+	// Allocator, when set, chooses each layer's unstructured sparsity from a dense pre-pass.
+	Allocator Allocator
+	// RunningStats gathers the statistics of the inputs a refiner reads (and their SumSq)
+	// with the reference's float32 running averages instead of float64 sums: DSnoT's own
+	// runs accumulate that way, and its refinement amplifies last-bit differences.
+	RunningStats bool
 	// RunKey names the settings outside Method and Target that change the output (e.g. the
 	// statistics mode of mixture-of-experts layers); it is part of the checkpoint's
 	// fingerprint, so a work directory is only resumed by a run with the same settings.

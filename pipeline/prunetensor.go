@@ -76,6 +76,9 @@ func PruneTensor(ctx context.Context, m Method, job TensorJob) (TensorResult, er
 	case m.Solver != nil:
 		err = p.solve(ctx, m.Solver)
 	case m.Metric != nil && m.Pattern != nil:
+		if m.Refiner != nil && m.Refiner.Applies(info) {
+			p.refiner = m.Refiner
+		}
 		err = p.scored(ctx, m.Metric, m.Pattern)
 	default:
 		err = fmt.Errorf("%s: method %q has neither a solver nor a metric and a pattern", info, m.Name)
@@ -115,9 +118,10 @@ type tensorRun struct {
 	block, workers int
 	wks            []*blockWorker
 
-	scorer RowScorer
-	wholeW []float32 // the whole weight in fp32, when a stage needs it (scratch or solver)
-	wholeS []float32 // the whole scores, when a stage needs them (scratch or the metric's)
+	scorer  RowScorer
+	refiner Refiner   // the method's refiner when it applies to this tensor
+	wholeW  []float32 // the whole weight in fp32, when a stage needs it (scratch or solver)
+	wholeS  []float32 // the whole scores, when a stage needs them (scratch or the metric's)
 
 	zeros atomic.Int64
 	mu    sync.Mutex
@@ -391,7 +395,20 @@ func (p *tensorRun) scored(ctx context.Context, met Metric, pat Pattern) error {
 		}
 		p.wholeS = nil // the scores are no longer needed; the mask pass reads only weights
 		return p.forBlocks(ctx, func(wk *blockWorker, r0, r1 int) error {
-			return p.finish(wk, p.weights(wk, r0, r1), r0, mask.Bits, r0*C)
+			w := p.weights(wk, r0, r1)
+			if p.refiner == nil {
+				return p.finish(wk, w, r0, mask.Bits, r0*C)
+			}
+			m := wk.blockMask(r1-r0, C)
+			for k := range (r1 - r0) * C {
+				if q := r0*C + k; mask.Bits[q>>6]>>(uint(q)&63)&1 != 0 {
+					m.Bits[k>>6] |= 1 << (uint(k) & 63)
+				}
+			}
+			if err := p.refine(ctx, w, m, r0); err != nil {
+				return err
+			}
+			return p.finish(wk, w, r0, m.Bits, 0)
 		})
 	}
 
@@ -425,8 +442,23 @@ func (p *tensorRun) scored(ctx context.Context, met Metric, pat Pattern) error {
 		if err := sel.SelectRows(m, s, r0); err != nil {
 			return stageError(info, pname, err)
 		}
+		if err := p.refine(ctx, w, m, r0); err != nil {
+			return err
+		}
 		return p.finish(wk, w, r0, m.Bits, 0)
 	})
+}
+
+// refine lets the refiner (if any) change the mask m of rows [r0, r0+w.Rows), whose dense
+// fp32 weights are w.
+func (p *tensorRun) refine(ctx context.Context, w Matrix, m *Mask, r0 int) error {
+	if p.refiner == nil {
+		return nil
+	}
+	if err := p.refiner.Refine(ctx, w, m, p.job.Stats, p.job.Target, p.job.Info); err != nil {
+		return stageError(p.job.Info, "refine "+p.refiner.Name(), fmt.Errorf("rows [%d, %d): %w", r0, r0+w.Rows, err))
+	}
+	return nil
 }
 
 // solve prunes with a solver: the whole weight in fp32 (anonymous memory: the solver updates

@@ -13,6 +13,17 @@ type TensorReport struct {
 	Shape    []int   `json:"shape"`
 	Zeros    int     `json:"zeros"`
 	Sparsity float64 `json:"sparsity"`
+	// Target is the sparsity asked of this tensor, when it differs from the run's target
+	// (a sparsity file, an allocation); Source says which.
+	Target *float64 `json:"target_sparsity,omitempty"`
+	Source string   `json:"target_source,omitempty"`
+}
+
+// AllocationReport is what an Allocator chose.
+type AllocationReport struct {
+	Name       string      `json:"name"`
+	Summaries  [][]float64 `json:"layer_summaries"`
+	Sparsities []float64   `json:"layer_sparsities"`
 }
 
 // LayerReport is one decoder layer's timing.
@@ -27,24 +38,27 @@ type LayerReport struct {
 
 // Report is written as wanda_report.json into the output directory.
 type Report struct {
-	Tool           string         `json:"tool"`
-	Model          string         `json:"model"`
-	ModelType      string         `json:"model_type"`
-	Method         string         `json:"method"`
-	Pattern        string         `json:"pattern"`
-	Sparsity       float64        `json:"target_sparsity"`
-	Group          string         `json:"group"`
-	Variant        bool           `json:"variant"`
-	Calibration    *CalibInfo     `json:"calibration,omitempty"`
-	GlobalSparsity float64        `json:"global_sparsity"`
-	Tensors        []TensorReport `json:"tensors"`
-	Layers         []LayerReport  `json:"layers"`
-	Seconds        float64        `json:"seconds"`
-	PeakRSSAnon    int64          `json:"peak_rss_anon_bytes"`
-	PeakRSS        int64          `json:"peak_rss_bytes"`
-	ActivationsOn  string         `json:"activation_store"`
-	Output         string         `json:"output"`
-	Extra          map[string]any `json:"extra,omitempty"`
+	Tool           string            `json:"tool"`
+	Model          string            `json:"model"`
+	ModelType      string            `json:"model_type"`
+	Method         string            `json:"method"`
+	Pattern        string            `json:"pattern"`
+	Sparsity       float64           `json:"target_sparsity"`
+	Group          string            `json:"group"`
+	Variant        bool              `json:"variant"`
+	Calibration    *CalibInfo        `json:"calibration,omitempty"`
+	Allocation     *AllocationReport `json:"allocation,omitempty"`
+	Refine         string            `json:"refine,omitempty"`
+	Ignored        []string          `json:"ignored,omitempty"` // linears kept dense by Options.Ignore
+	GlobalSparsity float64           `json:"global_sparsity"`
+	Tensors        []TensorReport    `json:"tensors"`
+	Layers         []LayerReport     `json:"layers"`
+	Seconds        float64           `json:"seconds"`
+	PeakRSSAnon    int64             `json:"peak_rss_anon_bytes"`
+	PeakRSS        int64             `json:"peak_rss_bytes"`
+	ActivationsOn  string            `json:"activation_store"`
+	Output         string            `json:"output"`
+	Extra          map[string]any    `json:"extra,omitempty"`
 }
 
 // ReportFile is the report's file name inside the output directory.
@@ -59,6 +73,9 @@ func newReport(opt *Options, out string, seqlen int) *Report {
 	}
 	if t.Structured() {
 		rep.Sparsity = float64(t.N) / float64(t.M)
+	}
+	if opt.Method.Refiner != nil {
+		rep.Refine = opt.Method.Refiner.Name()
 	}
 	if len(opt.Calib) > 0 {
 		ci := opt.CalibInfo

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -41,6 +43,9 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	if err := r.openActivations(); err != nil {
 		return nil, err
 	}
+	if err := r.allocate(ctx); err != nil {
+		return nil, err
+	}
 	if err := r.restoreFinished(); err != nil {
 		return nil, err
 	}
@@ -55,18 +60,23 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 // run is the state of one Run, in the order its steps fill it.
 type run struct {
 	// plan
-	opt     *Options
-	cfg     *config.Config
-	log     *slog.Logger
-	start   time.Time
-	meter   *PeakMeter
-	layers  []LayerSpec
-	pruned  map[string]bool // the tensors the run prunes
-	specs   []safetensors.Spec
-	src     Weights
-	needFwd bool
-	seqlen  int
-	chunk   int // calibration windows a block processes at once
+	opt       *Options
+	cfg       *config.Config
+	log       *slog.Logger
+	start     time.Time
+	meter     *PeakMeter
+	layers    []LayerSpec
+	pruned    map[string]bool   // the tensors the run prunes
+	targets   map[string]Target // their targets, where they differ from opt.Target
+	sources   map[string]string // where those targets came from
+	ignored   []string          // prunable linears kept dense (Options.Ignore)
+	specs     []safetensors.Spec
+	src       Weights
+	needFwd   bool          // the method needs the statistics of a dense pass
+	needCalib bool          // calibration windows flow through the model (needFwd, or an allocation pre-pass)
+	channel   [][]StatsKind // per layer and input: the channel statistics a stage asked for
+	seqlen    int
+	chunk     int // calibration windows a block processes at once
 
 	// openOutput
 	out   string
@@ -86,6 +96,10 @@ type run struct {
 	in, next *Store
 	scratch  []float32
 
+	// the allocation pre-pass
+	summaries  [][]float64
+	allocation []float64
+
 	// the layer loop
 	first         int // the first layer this process prunes
 	zeros, params int
@@ -104,7 +118,15 @@ func plan(opt *Options) (*run, error) {
 		return nil, err
 	}
 	r := &run{opt: opt, cfg: opt.Model.Config(), log: opt.Logger, start: time.Now(), pruned: map[string]bool{},
-		src: SetWeights(opt.Source), needFwd: opt.Method.NeedsStats()}
+		targets: map[string]Target{}, sources: map[string]string{}, src: SetWeights(opt.Source), needFwd: opt.Method.NeedsStats()}
+	r.needCalib = r.needFwd || opt.Allocator != nil
+	if (opt.Allocator != nil || opt.SparsityOf != nil) && opt.Target.Structured() {
+		return nil, fmt.Errorf("%w: per-layer and per-tensor sparsities apply to unstructured targets, not %v", ErrBadTarget, opt.Target)
+	}
+	if opt.Allocator != nil && opt.SparsityOf != nil {
+		return nil, fmt.Errorf("%w: an allocation (%s) and per-tensor sparsities cannot be combined", ErrBadTarget, opt.Allocator.Name())
+	}
+	ignoreUsed := make([]bool, len(opt.Ignore))
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -128,7 +150,19 @@ func plan(opt *Options) (*run, error) {
 			if !t.DType.IsFloat() {
 				return nil, fmt.Errorf("%s: tensor %q: dtype %s is not a float type: %w", t.File, lin.Name, t.DType, ErrShape)
 			}
-			if err := opt.Target.Validate(lin.Cols); err != nil {
+			if i := slices.IndexFunc(opt.Ignore, func(re *regexp.Regexp) bool { return re.MatchString(lin.Name) }); i >= 0 {
+				ignoreUsed[i] = true
+				r.ignored = append(r.ignored, lin.Name)
+				continue
+			}
+			tg := opt.Target
+			if opt.SparsityOf != nil {
+				if s, src, ok := opt.SparsityOf(l, lin.Name); ok {
+					tg.Sparsity = s
+					r.targets[lin.Name], r.sources[lin.Name] = tg, src
+				}
+			}
+			if err := tg.Validate(lin.Cols); err != nil {
 				return nil, fmt.Errorf("%s: %w", lin.Name, err)
 			}
 			r.pruned[lin.Name] = true
@@ -137,13 +171,25 @@ func plan(opt *Options) (*run, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s: %w: %s", opt.ModelDir, safetensors.ErrMissingTensor, strings.Join(missing, ", "))
 	}
+	for i, used := range ignoreUsed {
+		if !used {
+			return nil, fmt.Errorf("%w: the ignore pattern %q matches no prunable tensor", ErrBadTarget, opt.Ignore[i])
+		}
+	}
+	if len(r.pruned) == 0 {
+		return nil, fmt.Errorf("%w: every prunable tensor is ignored: nothing to prune", ErrBadTarget)
+	}
 	for _, name := range src.Names() {
 		t, _ := src.Tensor(name)
 		r.specs = append(r.specs, safetensors.Spec{Name: name, DType: t.DType, Shape: t.Shape})
 	}
-	if r.needFwd {
+	if r.needCalib {
 		if len(opt.Calib) == 0 {
-			return nil, fmt.Errorf("%w: method %s needs calibration windows", ErrNoCalib, opt.Method.Name)
+			what := "method " + opt.Method.Name
+			if !r.needFwd {
+				what = "allocation " + opt.Allocator.Name()
+			}
+			return nil, fmt.Errorf("%w: %s needs calibration windows", ErrNoCalib, what)
 		}
 		r.seqlen = len(opt.Calib[0])
 		for i, w := range opt.Calib {
@@ -160,6 +206,13 @@ func plan(opt *Options) (*run, error) {
 		}
 		r.chunk = max(1, ct/r.seqlen)
 	}
+	if !r.needCalib {
+		r.chunk = 1
+	}
+	r.planChannelStats()
+	if opt.Allocator != nil {
+		r.total += int64(len(r.layers)) * int64((len(opt.Calib)+r.chunk-1)/r.chunk+1)
+	}
 	for l := range r.layers {
 		r.total += r.layerSteps(l)
 		if err := r.checkMemory(l); err != nil {
@@ -167,6 +220,43 @@ func plan(opt *Options) (*run, error) {
 		}
 	}
 	return r, nil
+}
+
+// planChannelStats decides, per layer and input, which statistics beyond the float64 SumSq
+// the dense pass gathers: what the refiner reads for the tensors it applies to, and with
+// RunningStats the float32 running SumSq of every input.
+func (r *run) planChannelStats() {
+	ref := r.opt.Method.Refiner
+	if ref == nil && !r.opt.RunningStats {
+		return
+	}
+	r.channel = make([][]StatsKind, len(r.layers))
+	for l, spec := range r.layers {
+		kinds := make([]StatsKind, len(spec.Inputs))
+		for _, lin := range spec.Linears {
+			if r.opt.RunningStats {
+				kinds[lin.Input] |= StatsSumSq
+			}
+			if ref != nil && r.pruned[lin.Name] && ref.Applies(r.info(l, lin)) {
+				kinds[lin.Input] |= ref.NeedsStats()
+			}
+		}
+		r.channel[l] = kinds
+	}
+}
+
+// target is the target of tensor name.
+func (r *run) target(name string) Target {
+	if t, ok := r.targets[name]; ok {
+		return t
+	}
+	return r.opt.Target
+}
+
+// info describes linear lin of layer l to the stages.
+func (r *run) info(l int, lin LinearSpec) LayerInfo {
+	return LayerInfo{Layer: l, Tensor: lin.Name, Part: path.Base(lin.Module), ModelType: r.cfg.ModelType,
+		Hidden: r.cfg.HiddenSize, Intermediate: r.cfg.IntermediateSize, NumLayers: r.cfg.NumLayers}
 }
 
 // checkMemory refuses the run before it starts when pruning a linear of layer l would need
@@ -271,6 +361,7 @@ func (r *run) openOutput() error {
 		return err
 	}
 	r.rep = newReport(opt, out, r.seqlen)
+	r.rep.Ignored = r.ignored
 	r.meter = StartPeakMeter(50 * time.Millisecond)
 	return nil
 }
@@ -332,7 +423,7 @@ func (r *run) copyUntouched() error {
 // openActivations makes the activation stores and fills the first with the embedded
 // calibration windows, or with the checkpointed activations when resuming.
 func (r *run) openActivations() error {
-	if !r.needFwd {
+	if !r.needCalib {
 		return nil
 	}
 	opt := r.opt
@@ -349,13 +440,18 @@ func (r *run) openActivations() error {
 		r.rep.ActivationsOn = "scratch-file"
 	}
 	if st := r.state; st != nil && st.NextLayer > 0 {
-		if st.NextLayer < r.cfg.NumLayers {
+		if st.NextLayer < r.cfg.NumLayers && r.needFwd {
 			return readActs(actsFile(opt.WorkDir, st.NextLayer), r.in.Samples(0, r.in.N), r.sums)
 		}
 		return nil
 	}
-	for i, ids := range opt.Calib {
-		if err := opt.Model.Embed(ids, r.in.Samples(i, i+1)); err != nil {
+	return r.embed()
+}
+
+// embed fills the input store with the embedded calibration windows.
+func (r *run) embed() error {
+	for i, ids := range r.opt.Calib {
+		if err := r.opt.Model.Embed(ids, r.in.Samples(i, i+1)); err != nil {
 			return fmt.Errorf("embed calibration window %d: %w", i, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -88,24 +89,28 @@ type toyBlock struct {
 
 func (b *toyBlock) Forward(h []float32, nseq, seqlen int, tap pipeline.Tap) {
 	rows := nseq * seqlen
+	h = h[:rows*toyHidden]
 	y := make([]float32, toyHidden)
+	if tap != nil {
+		tap(0, h, rows, toyHidden)
+	}
 	for r := 0; r < rows; r++ {
 		x := h[r*toyHidden : (r+1)*toyHidden]
-		if tap != nil {
-			tap(0, x, 1, toyHidden)
-		}
 		mul(y, b.w[0], x)
 		for i := range x {
 			x[i] += y[i]
 		}
-		act := make([]float32, toyHidden)
-		for i, v := range x {
-			act[i] = max(v, 0)
-		}
-		if tap != nil {
-			tap(1, act, 1, toyHidden)
-		}
-		mul(y, b.w[1], act)
+	}
+	act := make([]float32, len(h))
+	for i, v := range h {
+		act[i] = max(v, 0)
+	}
+	if tap != nil {
+		tap(1, act, rows, toyHidden)
+	}
+	for r := 0; r < rows; r++ {
+		x := h[r*toyHidden : (r+1)*toyHidden]
+		mul(y, b.w[1], act[r*toyHidden:(r+1)*toyHidden])
 		for i := range x {
 			x[i] += y[i]
 		}
@@ -440,4 +445,256 @@ func TestRunValidatesMethod(t *testing.T) {
 	if _, err := pipeline.Run(context.Background(), opt); !errors.Is(err, pipeline.ErrNoCalib) || !strings.Contains(err.Error(), "window 1 has 1 tokens, window 0 has 2") {
 		t.Errorf("ragged calibration: %v", err)
 	}
+}
+
+// countAlloc is a toy allocator: a layer's summary is its index; layer l gets sparsity
+// 0.25 + 0.125·(l mod 3).
+type countAlloc struct{ observed []int }
+
+func (*countAlloc) Name() string { return "toy-alloc" }
+func (a *countAlloc) ObserveLayer(_ context.Context, l int, in []pipeline.AllocInput) ([]float64, error) {
+	a.observed = append(a.observed, l)
+	if len(in) != 2 || in[0].Stats == nil || len(in[0].Stats.SumSq) != toyHidden || in[0].W.Rows != toyHidden {
+		return nil, fmt.Errorf("layer %d: inputs %+v", l, in)
+	}
+	return []float64{float64(l)}, nil
+}
+func (a *countAlloc) Allocate(_ context.Context, sums [][]float64, t pipeline.Target) ([]float64, error) {
+	out := make([]float64, len(sums))
+	for i, s := range sums {
+		out[i] = 0.25 + 0.125*float64(int(s[0])%3)
+	}
+	return out, nil
+}
+
+// keepPattern prunes the k = int(cols·s) lowest of each row (the toy rowHalf generalised).
+type keepPattern struct{}
+
+func (keepPattern) Name() string { return "toy-k" }
+func (keepPattern) Select(_ context.Context, s pipeline.Matrix, t pipeline.Target, _ pipeline.LayerInfo) (*pipeline.Mask, error) {
+	m := pipeline.NewMask(s.Rows, s.Cols)
+	k := int(float64(s.Cols) * t.Sparsity)
+	for i := 0; i < s.Rows; i++ {
+		idx := make([]int, s.Cols)
+		for j := range idx {
+			idx[j] = j
+		}
+		row := s.Row(i)
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(row[a], row[b]) })
+		for _, j := range idx[:k] {
+			m.Set(i, j)
+		}
+	}
+	return m, nil
+}
+
+func zerosOf(t *testing.T, dir, name string) int {
+	t.Helper()
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	tt, _ := set.Tensor(name)
+	w, _ := tt.Float32()
+	n := 0
+	for _, v := range w {
+		if v == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRunAllocationAndResume(t *testing.T) {
+	dir := writeToy(t)
+	base := t.TempDir()
+	ref := filepath.Join(base, "ref")
+	opt, _ := toyOptions(t, dir, ref)
+	opt.Method.Pattern = keepPattern{}
+	alloc := &countAlloc{}
+	opt.Allocator = alloc
+	rep, err := pipeline.Run(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(alloc.observed, []int{0, 1, 2}) || rep.Allocation == nil || !slices.Equal(rep.Allocation.Sparsities, []float64{0.25, 0.375, 0.5}) {
+		t.Fatalf("observed %v, report %+v", alloc.observed, rep.Allocation)
+	}
+	for l, want := range []int{2, 3, 4} { // int(8·s) per row, 8 rows
+		if z := zerosOf(t, ref, toyName(l, "a")); z != 8*want {
+			t.Errorf("layer %d: %d zeros, want %d", l, z, 8*want)
+		}
+		if tr := rep.Tensors[2*l]; tr.Target == nil || *tr.Target != rep.Allocation.Sparsities[l] || tr.Source != "allocation toy-alloc" {
+			t.Errorf("report of layer %d: %+v", l, tr)
+		}
+	}
+
+	// Interrupted in the pre-pass, then in the pruning pass; each resume ends byte-identical.
+	for _, stopAt := range []string{"prepass", "prune"} {
+		out, work := filepath.Join(base, "out-"+stopAt), filepath.Join(base, "work-"+stopAt)
+		opt, m := toyOptions(t, dir, out)
+		opt.Method.Pattern, opt.Allocator, opt.WorkDir = keepPattern{}, &countAlloc{}, work
+		ctx, cancel := context.WithCancel(context.Background())
+		calls := 0
+		m.beforeDense = func(l int) { // ForwardStats: the pruning pass only
+			calls++
+			if stopAt == "prune" && l == 1 {
+				cancel()
+			}
+		}
+		if stopAt == "prepass" {
+			opt.Allocator = &cancelAlloc{countAlloc: &countAlloc{}, at: 2, cancel: cancel}
+		}
+		if _, err := pipeline.Run(ctx, opt); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: %v", stopAt, err)
+		}
+		opt, _ = toyOptions(t, dir, out)
+		opt.Method.Pattern, opt.WorkDir, opt.Resume = keepPattern{}, work, true
+		again := &countAlloc{}
+		opt.Allocator = again
+		if _, err := pipeline.Run(context.Background(), opt); err != nil {
+			t.Fatalf("%s resume: %v", stopAt, err)
+		}
+		if stopAt == "prepass" && !slices.Equal(again.observed, []int{2}) {
+			t.Errorf("resumed pre-pass observed %v, want [2]", again.observed)
+		}
+		if stopAt == "prune" && len(again.observed) != 0 {
+			t.Errorf("the allocation was recomputed on resume: %v", again.observed)
+		}
+		a, b := readDir(t, ref), readDir(t, out)
+		for n := range a {
+			if !bytes.Equal(a[n], b[n]) {
+				t.Errorf("%s: %s differs after resume", stopAt, n)
+			}
+		}
+	}
+}
+
+// cancelAlloc cancels the run when it observes layer at.
+type cancelAlloc struct {
+	*countAlloc
+	at     int
+	cancel func()
+}
+
+func (c *cancelAlloc) ObserveLayer(ctx context.Context, l int, in []pipeline.AllocInput) ([]float64, error) {
+	if l == c.at {
+		c.cancel()
+		return nil, ctx.Err()
+	}
+	return c.countAlloc.ObserveLayer(ctx, l, in)
+}
+
+func TestRunIgnoreAndSparsityOf(t *testing.T) {
+	dir := writeToy(t)
+	out := filepath.Join(t.TempDir(), "out")
+	opt, _ := toyOptions(t, dir, out)
+	opt.Method.Pattern = keepPattern{}
+	opt.Ignore = []*regexp.Regexp{regexp.MustCompile(`layers\.1\.b`)}
+	opt.SparsityOf = func(l int, name string) (float64, string, bool) {
+		if strings.HasSuffix(name, ".a.weight") {
+			return 0.125 * float64(l+1), "file", true
+		}
+		return 0, "", false
+	}
+	rep, err := pipeline.Run(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	_ = src
+	srcSet, _ := safetensors.OpenDir(dir)
+	defer srcSet.Close()
+	outSet, _ := safetensors.OpenDir(out)
+	defer outSet.Close()
+	a, _ := srcSet.Tensor(toyName(1, "b"))
+	b, _ := outSet.Tensor(toyName(1, "b"))
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Error("the ignored tensor changed")
+	}
+	if !slices.Equal(rep.Ignored, []string{toyName(1, "b")}) || len(rep.Tensors) != 2*toyLayers-1 {
+		t.Errorf("report: ignored %v, %d tensors", rep.Ignored, len(rep.Tensors))
+	}
+	for l := range toyLayers {
+		if z := zerosOf(t, out, toyName(l, "a")); z != 8*(l+1) {
+			t.Errorf("layer %d a: %d zeros", l, z)
+		}
+	}
+	if z := zerosOf(t, out, toyName(0, "b")); z != 8*4 {
+		t.Errorf("layer 0 b: %d zeros (the run's 50%%)", z)
+	}
+	opt, _ = toyOptions(t, dir, out+"2")
+	opt.Ignore = []*regexp.Regexp{regexp.MustCompile(`nothing`)}
+	if _, err := pipeline.Run(context.Background(), opt); !errors.Is(err, pipeline.ErrBadTarget) || !strings.Contains(err.Error(), "nothing") {
+		t.Errorf("unused ignore pattern: %v", err)
+	}
+}
+
+// flipRefiner keeps each row's count but moves the pruned entry of column 0 to the last
+// kept column (a toy refinement with a visible effect).
+type flipRefiner struct{ rows int }
+
+func (*flipRefiner) Name() string                   { return "toy-flip" }
+func (*flipRefiner) NeedsStats() pipeline.StatsKind { return pipeline.StatsSum | pipeline.StatsVar }
+func (*flipRefiner) Applies(info pipeline.LayerInfo) bool {
+	return strings.HasSuffix(info.Tensor, ".a.weight")
+}
+func (f *flipRefiner) Refine(_ context.Context, w pipeline.Matrix, m *pipeline.Mask, st *pipeline.Stats, _ pipeline.Target, _ pipeline.LayerInfo) error {
+	if len(st.Sum) != w.Cols || len(st.Var) != w.Cols || st.N != 3 || st.Tokens != 12 {
+		return fmt.Errorf("stats %+v", st)
+	}
+	for i := 0; i < w.Rows; i++ {
+		f.rows++
+		if m.Get(i, 0) {
+			for j := w.Cols - 1; j > 0; j-- {
+				if !m.Get(i, j) {
+					m.Bits[(i*w.Cols)>>6] &^= 1 << (uint(i*w.Cols) & 63)
+					m.Set(i, j)
+					break
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func TestRunRefiner(t *testing.T) {
+	dir := writeToy(t)
+	base := t.TempDir()
+	opt, _ := toyOptions(t, dir, filepath.Join(base, "plain"))
+	if _, err := pipeline.Run(context.Background(), opt); err != nil {
+		t.Fatal(err)
+	}
+	opt, _ = toyOptions(t, dir, filepath.Join(base, "refined"))
+	f := &flipRefiner{}
+	opt.Method.Refiner = f
+	rep, err := pipeline.Run(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.rows != toyLayers*toyHidden || rep.Refine != "toy-flip" {
+		t.Errorf("refined %d rows (want %d), report %q", f.rows, toyLayers*toyHidden, rep.Refine)
+	}
+	plain, refined := readDir(t, filepath.Join(base, "plain")), readDir(t, filepath.Join(base, "refined"))
+	if bytes.Equal(plain["model.safetensors"], refined["model.safetensors"]) {
+		t.Error("the refiner changed nothing")
+	}
+	for l := range toyLayers {
+		if z := zerosOf(t, filepath.Join(base, "refined"), toyName(l, "a")); z != 32 {
+			t.Errorf("layer %d: %d zeros after refinement", l, z)
+		}
+	}
+	opt.Method = pipeline.Method{Name: "x", Solver: fakeSolver{}, Refiner: f}
+	if _, err := pipeline.Run(context.Background(), opt); !errors.Is(err, pipeline.ErrMethod) {
+		t.Errorf("refiner with a solver: %v", err)
+	}
+}
+
+type fakeSolver struct{}
+
+func (fakeSolver) Name() string       { return "fake" }
+func (fakeSolver) NeedsHessian() bool { return false }
+func (fakeSolver) Solve(context.Context, pipeline.Matrix, *pipeline.Stats, pipeline.Target, pipeline.LayerInfo) (*pipeline.Mask, error) {
+	return nil, errors.New("unused")
 }

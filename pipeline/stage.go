@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/bits"
 	"strings"
+
+	"github.com/wanda-go/wanda/tensor"
 )
 
 // Matrix is a dense row-major float32 matrix. For a linear layer's weight it is [out, in]:
@@ -242,6 +244,28 @@ type Refiner interface {
 	// Refine updates mask in place for the dense weights w ([rows, in], the weights the mask
 	// was chosen on; not modified) and the layer input's statistics st.
 	Refine(ctx context.Context, w Matrix, mask *Mask, st *Stats, t Target, info LayerInfo) error
+}
+
+// Allocator chooses each decoder layer's sparsity from the dense model (OWL). A pre-pass
+// runs the dense model layer by layer (dense outputs feed the next layer; nothing is
+// pruned) and shows the allocator every layer's prunable linears with the statistics of
+// their inputs; Allocate then turns every layer's summary into the layers' sparsities, which
+// the pruning pass uses instead of Target.Sparsity.
+type Allocator interface {
+	Name() string
+	// ObserveLayer summarises decoder layer l in a few numbers (kept for Allocate, and
+	// checkpointed with the run). linears are the layer's prunable linears, W in the stored
+	// dtype, Stats from the dense pass.
+	ObserveLayer(ctx context.Context, l int, linears []AllocInput) ([]float64, error)
+	// Allocate returns one sparsity in [0, 1) per layer from the summaries of all layers.
+	Allocate(ctx context.Context, summaries [][]float64, t Target) ([]float64, error)
+}
+
+// AllocInput is one prunable linear of a layer in the allocation pre-pass.
+type AllocInput struct {
+	Info  LayerInfo
+	W     tensor.Mat
+	Stats *Stats
 }
 
 // Sentinel errors.
