@@ -255,3 +255,111 @@ func ParseTarget(pattern string, sparsity float64) (Target, error) {
 	t.Sparsity = float64(n) / float64(m)
 	return t, nil
 }
+
+// AllocatorEntry registers a built-in allocation (--allocation NAME).
+type AllocatorEntry struct {
+	Name, Help string
+	New        func(Params) (Allocator, error)
+}
+
+// RefinerEntry registers a built-in refinement (--refine NAME).
+type RefinerEntry struct {
+	Name, Help string
+	// Group is the comparison group a method refined by it uses unless told otherwise (the
+	// refinement keeps each row's count, so per-row masks are the natural start).
+	Group Group
+	New   func(Params) (Refiner, error)
+}
+
+var extraRegistry struct {
+	sync.Mutex
+	allocators []AllocatorEntry
+	refiners   []RefinerEntry
+}
+
+// RegisterAllocator adds a built-in allocation.
+func RegisterAllocator(e AllocatorEntry) {
+	extraRegistry.Lock()
+	defer extraRegistry.Unlock()
+	for _, a := range extraRegistry.allocators {
+		if a.Name == e.Name {
+			panic(fmt.Sprintf("pipeline: RegisterAllocator: %q registered twice", e.Name))
+		}
+	}
+	extraRegistry.allocators = append(extraRegistry.allocators, e)
+}
+
+// RegisterRefiner adds a built-in refinement.
+func RegisterRefiner(e RefinerEntry) {
+	extraRegistry.Lock()
+	defer extraRegistry.Unlock()
+	for _, r := range extraRegistry.refiners {
+		if r.Name == e.Name {
+			panic(fmt.Sprintf("pipeline: RegisterRefiner: %q registered twice", e.Name))
+		}
+	}
+	extraRegistry.refiners = append(extraRegistry.refiners, e)
+}
+
+// AllocatorNames lists the built-in allocations, sorted.
+func AllocatorNames() []string {
+	extraRegistry.Lock()
+	defer extraRegistry.Unlock()
+	var n []string
+	for _, a := range extraRegistry.allocators {
+		n = append(n, a.Name)
+	}
+	slices.Sort(n)
+	return n
+}
+
+// RefinerNames lists the built-in refinements, sorted.
+func RefinerNames() []string {
+	extraRegistry.Lock()
+	defer extraRegistry.Unlock()
+	var n []string
+	for _, r := range extraRegistry.refiners {
+		n = append(n, r.Name)
+	}
+	slices.Sort(n)
+	return n
+}
+
+// BuiltinAllocator returns the registered allocation name with its parameters.
+func BuiltinAllocator(name string, p Params) (Allocator, error) {
+	extraRegistry.Lock()
+	i := slices.IndexFunc(extraRegistry.allocators, func(a AllocatorEntry) bool { return a.Name == name })
+	var e AllocatorEntry
+	if i >= 0 {
+		e = extraRegistry.allocators[i]
+	}
+	extraRegistry.Unlock()
+	if i < 0 {
+		return nil, fmt.Errorf("%w: allocation %q (want %s)", ErrUnknownMethod, name, strings.Join(AllocatorNames(), ", "))
+	}
+	a, err := e.New(p)
+	if err != nil {
+		return nil, fmt.Errorf("allocation %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// BuiltinRefiner returns the registered refinement name with its parameters, and the
+// comparison group it starts from.
+func BuiltinRefiner(name string, p Params) (Refiner, Group, error) {
+	extraRegistry.Lock()
+	i := slices.IndexFunc(extraRegistry.refiners, func(r RefinerEntry) bool { return r.Name == name })
+	var e RefinerEntry
+	if i >= 0 {
+		e = extraRegistry.refiners[i]
+	}
+	extraRegistry.Unlock()
+	if i < 0 {
+		return nil, 0, fmt.Errorf("%w: refinement %q (want %s)", ErrUnknownMethod, name, strings.Join(RefinerNames(), ", "))
+	}
+	r, err := e.New(p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("refinement %s: %w", name, err)
+	}
+	return r, e.Group, nil
+}

@@ -35,7 +35,7 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("sparsegpt: %+v %v", m, err)
 	}
 	_, err = pipeline.BuiltinMethod("bogus", pipeline.Target{}, nil)
-	if !errors.Is(err, pipeline.ErrUnknownMethod) || !strings.Contains(err.Error(), "magnitude, sparsegpt") {
+	if !errors.Is(err, pipeline.ErrUnknownMethod) || !strings.Contains(err.Error(), "(want magnitude, ria, sparsegpt, wanda)") {
 		t.Errorf("bogus: %v", err)
 	}
 	for _, p := range []pipeline.Params{{"a": "1"}, {"blocksize": "x"}, {"percdamp": "2"}} {
