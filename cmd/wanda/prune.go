@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"log/slog"
 	"os/signal"
 	"runtime/debug"
 	"strconv"
@@ -71,6 +72,19 @@ func pruneFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "pack", Usage: "write pruned linears in the compressed-tensors layout (sparse-24-bitmask for 2:4, sparse-bitmask otherwise)"},
 		&cli.StringFlag{Name: "pack-format", Value: "auto", Usage: "with --pack: auto, sparse-24-bitmask or sparse-bitmask"},
 		&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
+		&cli.StringSliceFlag{Name: "ignore", Usage: "regular expression (RE2, unanchored) of tensor names that stay dense, byte for byte; repeatable"},
+		&cli.StringFlag{Name: "sparsity-file", Usage: "JSON file of per-layer and per-tensor sparsities (see README: \"default\", \"layers\", \"tensors\" rules)"},
+		&cli.StringFlag{Name: "allocation", Usage: "layer-wise sparsity from a dense pre-pass: " + strings.Join(pipeline.AllocatorNames(), ", ")},
+		&cli.Float64Flag{Name: "owl-m", Value: 5, Usage: "OWL: a score is an outlier above M × the layer's mean score"},
+		&cli.Float64Flag{Name: "owl-lambda", Value: 0.08, Usage: "OWL: the layers' sparsities spread over ±lambda around the target"},
+		&cli.StringFlag{Name: "refine", Usage: "refine the chosen masks: " + strings.Join(pipeline.RefinerNames(), ", ")},
+		&cli.IntFlag{Name: "dsnot-max-cycles", Value: 50, Usage: "DSnoT: most swaps per row"},
+		&cli.Float64Flag{Name: "dsnot-update-threshold", Value: 0.1, Usage: "DSnoT: a row stops once its reconstruction error is within this"},
+		&cli.Float64Flag{Name: "dsnot-pow-of-var", Value: 1, Usage: "DSnoT: the regrowing criterion is divided by var^p (0: not divided)"},
+		&cli.BoolFlag{Name: "dsnot-same-sign", Usage: "DSnoT: also stop a row when a swap would flip the sign of its error (always on for N:M)"},
+		&cli.StringFlag{Name: "dsnot-skip-layer", Value: "mlp", Usage: "DSnoT: leave this module of each layer unrefined (mlp, self_attn, or no_skip)"},
+		&cli.StringFlag{Name: "stats", Value: "auto", Usage: "accumulation of the input statistics: float64, or running (the reference's float32 running averages); auto = running with --refine dsnot (as DSnoT's code), float64 otherwise"},
+		&cli.Float64Flag{Name: "ria-a", Value: 0.5, Usage: "RIA: the activation exponent a of --method ria"},
 		&cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout"},
 	}
 }
@@ -145,6 +159,14 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		}
 	}
 	target.Group = pipeline.DefaultGroup(methodName)
+	var refiner pipeline.Refiner
+	if name := c.String("refine"); name != "" {
+		var g pipeline.Group
+		if refiner, g, err = pipeline.BuiltinRefiner(name, refineParams(c, name)); err != nil {
+			return fmt.Errorf("%w: --refine: %w", errUsage, err)
+		}
+		target.Group = g
+	}
 	if g := c.String("group"); g != "auto" {
 		if target.Group, err = pipeline.ParseGroup(g); err != nil {
 			return fmt.Errorf("%w: --group: %w", errUsage, err)
@@ -174,7 +196,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 				return fmt.Errorf("%w: --pattern: %w", errUsage, err)
 			}
 		}
-	} else if method, err = pipeline.BuiltinMethod(methodName, target, nil); err != nil {
+	} else if method, err = pipeline.BuiltinMethod(methodName, target, methodParams(c, methodName)); err != nil {
 		return fmt.Errorf("%w: --method: %w", errUsage, err)
 	}
 	if method.Solver != nil {
@@ -193,6 +215,14 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		method.Pattern = p
 	}
 
+	if refiner != nil {
+		if method.Solver != nil {
+			return fmt.Errorf("%w: --refine %s refines masks chosen by a metric; %s updates the weights its mask was chosen for",
+				errUsage, refiner.Name(), methodName)
+		}
+		method.Refiner = refiner
+	}
+
 	maxShard, err := parseSize(c.String("max-shard-size"))
 	if err != nil {
 		return fmt.Errorf("--max-shard-size: %w", err)
@@ -208,7 +238,10 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		ActivationBudget: budget, ScratchDir: c.String("scratch-dir"), ChunkTokens: c.Int("chunk-tokens"),
 		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: console.Progress, MemoryLimit: memLimit,
 	}
-	needCalib := method.NeedsStats()
+	if err := methodExtras(c, cfg, set, &opt); err != nil {
+		return err
+	}
+	needCalib := method.NeedsStats() || opt.Allocator != nil
 	seqlen := 0
 	if needCalib {
 		windows, info, err := loadCalibration(c, cfg)
@@ -218,7 +251,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		opt.Calib, opt.CalibInfo = windows, info
 		seqlen = info.SeqLen
 	} else if c.IsSet("calib") || c.IsSet("calib-tokens") {
-		fmt.Fprintf(os.Stderr, "note: --method %s uses no calibration data; ignoring it\n", methodName)
+		slog.Warn("the method uses no calibration data; ignoring it", "method", methodName)
 	}
 	opt.Model = newFwdModel(set, cfg, seqlen)
 	if c.Bool("pack") {
