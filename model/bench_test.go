@@ -2,18 +2,17 @@ package model
 
 import (
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
-	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // BenchmarkBlockForward runs tiny-llama-a's layer 0 on 8 sequences of 512
 // tokens and reports tokens/s.
 func BenchmarkBlockForward(b *testing.B) {
 	dir := sharedPath(b, "models/tiny-llama-a")
-	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	cfg, _, err := arch.LoadDir(dir)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -43,32 +42,13 @@ func dimsOf(cfg *config.Config, layer int) dims {
 	return d
 }
 
-// slidingWindow is the attention span of layer as transformers applies it:
-// an explicit "layer_types" list decides per layer ("sliding_attention");
-// otherwise mistral uses sliding_window on every layer and qwen2 (when
-// use_sliding_window) on the layers at or above max_window_layers (default 28).
+// slidingWindow is the attention span of layer of a completed config (arch.Complete):
+// cfg.SlidingWindow for the layers LayerTypes marks sliding, 0 for the others.
 func slidingWindow(cfg *config.Config, layer int) int {
-	if cfg.SlidingWindow <= 0 {
-		return 0
+	if layer < len(cfg.LayerTypes) && cfg.LayerTypes[layer] == config.SlidingAttention {
+		return cfg.SlidingWindow
 	}
-	if lt, ok := cfg.Raw["layer_types"].([]any); ok && len(lt) == cfg.NumLayers {
-		if lt[layer] == "sliding_attention" {
-			return cfg.SlidingWindow
-		}
-		return 0
-	}
-	if cfg.ModelType == config.TypeQwen2 {
-		mw := 28
-		if v, ok := cfg.Raw["max_window_layers"].(json.Number); ok {
-			if n, err := v.Int64(); err == nil {
-				mw = int(n)
-			}
-		}
-		if layer < mw {
-			return 0
-		}
-	}
-	return cfg.SlidingWindow
+	return 0
 }
 
 // Block is one decoder layer's weights in float32. The q, k and v weights are

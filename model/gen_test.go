@@ -3,12 +3,12 @@ package model
 import (
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/modelgen"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // TestGenModels runs the fixture generator's models (with outlier channels,
@@ -32,7 +32,7 @@ func TestGenModels(t *testing.T) {
 			if err := modelgen.Write(dir, c.opt); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := config.Load(filepath.Join(dir, "config.json"))
+			cfg, _, err := arch.LoadDir(dir)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // This file holds an independent, deliberately plain implementation of the
@@ -247,7 +248,7 @@ func randExact(r *rand.Rand, shift int) float32 {
 // directory and returns it with the same weights as float64.
 func writeRandomModel(t testing.TB, cfgJSON string, dt dtype.DType, seed uint64) (*naiveModel, *safetensors.Set) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(cfgJSON))
+	cfg, _, err := arch.Parse([]byte(cfgJSON))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,11 @@ package model
 
 import (
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // runModel embeds ids (one sequence per row of nseq), runs every block and
@@ -34,7 +34,7 @@ func runModel(t testing.TB, set *safetensors.Set, cfg *config.Config, ids []int3
 func TestTransformersLogits(t *testing.T) {
 	modelDir := sharedPath(t, "models/tiny-llama-a")
 	refPath := sharedPath(t, "reference/tiny-llama-a/transformers_logits.safetensors")
-	cfg, err := config.Load(filepath.Join(modelDir, "config.json"))
+	cfg, _, err := arch.LoadDir(modelDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // Scales of the outlier channels (see the package documentation).
@@ -268,7 +269,7 @@ func Write(dir string, opt Options) error {
 	}
 	// The tensor list comes from format/config's name table, reading back the
 	// config just produced, so the fixture and the reader cannot disagree.
-	cfg, err := config.Parse(cfgBytes)
+	cfg, a, err := arch.Parse(cfgBytes)
 	if err != nil {
 		return fmt.Errorf("gen: generated config.json does not parse: %w", err)
 	}
@@ -304,7 +305,7 @@ func Write(dir string, opt Options) error {
 		}
 	}
 
-	expected := cfg.ExpectedTensors()
+	expected := a.Tensors(cfg)
 	specs := make([]safetensors.Spec, len(expected))
 	for i, e := range expected {
 		specs[i] = safetensors.Spec{Name: e.Name, DType: dt, Shape: e.Shape}

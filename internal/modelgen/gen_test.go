@@ -201,7 +201,7 @@ func TestPresets(t *testing.T) {
 			t.Errorf("%s: %d parameters, want %d", c.name, n, c.params)
 		}
 		r, _ := o.resolve()
-		cfg, err := r.parsedConfig()
+		cfg, _, err := r.parsedConfig()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // HFShardBytes is the shard size Hugging Face's save_pretrained uses by
@@ -70,12 +71,12 @@ func NumParams(opt Options) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	cfg, err := o.parsedConfig()
+	cfg, a, err := o.parsedConfig()
 	if err != nil {
 		return 0, err
 	}
 	var n int64
-	for _, e := range cfg.ExpectedTensors() {
+	for _, e := range a.Tensors(cfg) {
 		k := int64(1)
 		for _, d := range e.Shape {
 			k *= d
@@ -85,14 +86,14 @@ func NumParams(opt Options) (int64, error) {
 	return n, nil
 }
 
-func (o Options) parsedConfig() (*config.Config, error) {
+func (o Options) parsedConfig() (*config.Config, *arch.Arch, error) {
 	b, err := o.configJSON()
 	if err != nil {
-		return nil, fmt.Errorf("gen: config.json: %w", err)
+		return nil, nil, fmt.Errorf("gen: config.json: %w", err)
 	}
-	cfg, err := config.Parse(b)
+	cfg, a, err := arch.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("gen: generated config.json does not parse: %w", err)
+		return nil, nil, fmt.Errorf("gen: generated config.json does not parse: %w", err)
 	}
-	return cfg, nil
+	return cfg, a, nil
 }
