@@ -60,8 +60,8 @@ func TestGenModels(t *testing.T) {
 			}
 			const nseq, T = 2, 45
 			ids := randIDs(rand.New(rand.NewPCG(uint64(i), 3)), nseq*T, cfg.VocabSize)
-			h := runModel(t, set, cfg, ids, nseq, T)
-			head, err := LoadHead(set, cfg)
+			mod, h := runModel(t, set, cfg, ids, nseq, T)
+			head, err := mod.Head()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,15 +1,24 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/wanda-go/wanda/format/config"
-	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/model/arch"
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/tensor"
+)
+
+// Sentinel errors.
+var (
+	// ErrShape: a weight's shape differs from what the config implies.
+	ErrShape = errors.New("model: shape mismatch")
+	// ErrUnsupported: the model uses a feature this package does not implement.
+	ErrUnsupported = errors.New("model: unsupported model feature")
+	// ErrTokenRange: a token id outside [0, vocab_size).
+	ErrTokenRange = errors.New("model: token id out of range")
 )
 
 // Statistics modes of mixture-of-experts layers (Options.MoEStats).
@@ -29,9 +38,9 @@ type Options struct {
 }
 
 // Model is a decoder-only network of any architecture in the table (model/arch),
-// computing from the tensors of a Source. It implements pipeline.Model. A Model and
-// its blocks are not safe for concurrent use: blocks share the model's scratch
-// buffers, and one block computes at a time.
+// computing from the tensors of a Source in their stored dtype. It implements
+// pipeline.Model. A Model and its blocks are not safe for concurrent use: blocks share
+// the model's scratch buffers, and one block computes at a time.
 type Model struct {
 	cfg  *config.Config
 	arch *arch.Arch
@@ -40,10 +49,9 @@ type Model struct {
 
 	mu     sync.Mutex
 	layers map[int]*arch.Layer
-	rope   *Rope
+	ropes  []*Rope
 
 	scratch Scratch
-	last    *Block // the previous block: its buffers are reused for the next one
 }
 
 var _ pipeline.Model = (*Model)(nil)
@@ -70,10 +78,6 @@ func NewFrom(src Source, cfg *config.Config, opt Options) (*Model, error) {
 	default:
 		return nil, fmt.Errorf("%w: MoE statistics mode %q (want %q or %q)", ErrUnsupported, opt.MoEStats, MoEStatsAll, MoEStatsRouted)
 	}
-	if a.Sparse != nil || a.QKNorm || a.SandwichNorms || a.Norm != arch.NormWeight || a.EmbedScale ||
-		a.Names.QKV != "" || a.Names.GateUp != "" || cfg.HiddenAct != arch.ActSiLU || arch.RotaryDim(cfg) != cfg.HeadDim {
-		return nil, fmt.Errorf("%s: %w: not computed yet", cfg.ModelType, ErrUnsupported)
-	}
 	return &Model{cfg: cfg, arch: a, src: src, opt: opt, layers: map[int]*arch.Layer{}}, nil
 }
 
@@ -83,8 +87,11 @@ func (m *Model) Config() *config.Config { return m.cfg }
 // Arch is the model's entry in the architecture table.
 func (m *Model) Arch() *arch.Arch { return m.arch }
 
-// layer is arch.Layer(l), cached.
-func (m *Model) layer(l int) *arch.Layer {
+// Weights serves the source's tensors in their stored dtype.
+func (m *Model) Weights() pipeline.Weights { return sourceWeights{m.src} }
+
+// LayerLayout is decoder layer l resolved by the architecture table.
+func (m *Model) LayerLayout(l int) *arch.Layer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if L, ok := m.layers[l]; ok {
@@ -108,16 +115,15 @@ const (
 // PEFT module path; routers with Prune false) and the taps that see their inputs. The
 // four base taps are "attn" (q, k, v), "o", "mlp" (gate, up, routers, shared expert) and
 // "down". In a sparse layer with MoEStatsAll every expert's gate and up read "mlp" (one
-// set of statistics, not one per expert) and expert e's down reads
-// "experts.<e>.act"; with MoEStatsRouted expert e's gate and up read "experts.<e>.in"
-// (its routed rows only).
+// set of statistics, not one per expert) and expert e's down reads "experts.<e>.act";
+// with MoEStatsRouted expert e's gate and up read "experts.<e>.in" (its routed rows
+// only).
 func (m *Model) Layer(l int) pipeline.LayerSpec {
-	L := m.layer(l)
+	L := m.LayerLayout(l)
 	spec := pipeline.LayerSpec{Index: l, Inputs: []string{"attn", "o", "mlp", "down"}}
-	routed := m.opt.MoEStats == MoEStatsRouted
 	if L.MoE != nil {
 		for e := range L.MoE.Experts {
-			if routed {
+			if m.opt.MoEStats == MoEStatsRouted {
 				spec.Inputs = append(spec.Inputs, fmt.Sprintf("experts.%d.in", e))
 			}
 			spec.Inputs = append(spec.Inputs, fmt.Sprintf("experts.%d.act", e))
@@ -156,97 +162,41 @@ func (m *Model) tapOf(in arch.Input, e int) int {
 	panic(fmt.Sprintf("model: input %d", in))
 }
 
-// Embed writes the embeddings of ids into dst [len(ids), hidden].
-func (m *Model) Embed(ids []int32, dst []float32) error {
-	return EmbedFrom(m.src, m.cfg, ids, dst)
-}
-
-// Weights serves the source's tensors in their stored dtype.
-func (m *Model) Weights() pipeline.Weights { return sourceWeights{m.src} }
-
-// LoadBlock returns decoder layer l computing with the tensors of w.
-func (m *Model) LoadBlock(l int, w pipeline.Weights) (pipeline.Block, error) {
-	b, err := LoadBlockIntoFrom(m.last, weightsSource{src: m.src, w: w}, m.cfg, l)
-	if err != nil {
-		return nil, fmt.Errorf("load block: %w", err)
-	}
-	m.last = b
-	m.mu.Lock()
-	if m.rope == nil {
-		m.rope = NewRope(m.cfg, 1)
-	}
-	m.mu.Unlock()
-	return &modelBlock{b: b, m: m}, nil
-}
-
 // ReleaseBlock drops the mapped pages of layer l's tensors.
 func (m *Model) ReleaseBlock(l int) {
-	for _, t := range m.layer(l).Tensors {
+	for _, t := range m.LayerLayout(l).Tensors {
 		m.src.Release(t.Name)
 	}
 }
 
-// ropeFor returns rope tables covering seqlen positions.
-func (m *Model) ropeFor(seqlen int) *Rope {
+// ropeFor returns rope tables of spec covering seqlen positions (cached, grown when a
+// longer sequence comes).
+func (m *Model) ropeFor(spec RopeSpec, seqlen int) *Rope {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.rope == nil || m.rope.SeqLen < seqlen {
-		m.rope = NewRope(m.cfg, seqlen)
+	for i, r := range m.ropes {
+		if r.Spec.same(spec) {
+			if r.SeqLen < seqlen {
+				r = NewRope(spec, seqlen)
+				m.ropes[i] = r
+			}
+			return r
+		}
 	}
-	return m.rope
+	r := NewRope(spec, seqlen)
+	m.ropes = append(m.ropes, r)
+	return r
 }
 
-type modelBlock struct {
-	b *Block
-	m *Model
-}
-
-func tapOf(tap pipeline.Tap) Tap {
-	if tap == nil {
-		return nil
+// ScratchFloatsPerToken is the number of float32 values a forward pass's Scratch holds
+// per token row for a completed cfg (the normalised input, q/k/v, the attention output
+// and the MLP's or the experts' buffers), excluding h itself and the small per-worker
+// attention tiles.
+func ScratchFloatsPerToken(cfg *config.Config) int {
+	qn, kvn := cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim
+	mlp := 2 * cfg.IntermediateSize
+	if cfg.NumExperts > 0 {
+		mlp = max(mlp, moeFloatsPerToken(cfg))
 	}
-	return func(p config.Part, x []float32, rows, cols int) {
-		tap(map[config.Part]int{config.PartQ: tapAttn, config.PartO: tapO, config.PartGate: tapMLP, config.PartDown: tapDown}[p], x, rows, cols)
-	}
-}
-
-func (b *modelBlock) Forward(h []float32, nseq, seqlen int, tap pipeline.Tap) {
-	b.b.Forward(h, nseq, seqlen, b.m.ropeFor(seqlen), tapOf(tap), &b.m.scratch)
-}
-
-func (b *modelBlock) ForwardStats(h []float32, nseq, seqlen int, tap pipeline.Tap) {
-	b.b.ForwardStats(h, nseq, seqlen, b.m.ropeFor(seqlen), tapOf(tap), &b.m.scratch)
-}
-
-// sourceWeights serves a Source as pipeline.Weights.
-type sourceWeights struct{ src Source }
-
-func (w sourceWeights) Mat(name string) (tensor.Mat, error) {
-	dt, shape, err := lookup(w.src, name)
-	if err != nil {
-		return tensor.Mat{}, err
-	}
-	b, err := w.src.Bytes(name)
-	if err != nil {
-		return tensor.Mat{}, err
-	}
-	return pipeline.TensorMat(name, dt, shape, b)
-}
-
-// weightsSource reads a block's tensors from pipeline Weights (shapes and dtypes, which
-// pruning does not change, from the model's source).
-type weightsSource struct {
-	src Source
-	w   pipeline.Weights
-}
-
-func (s weightsSource) DType(name string) (dtype.DType, bool) { return s.src.DType(name) }
-func (s weightsSource) Shape(name string) ([]int64, bool)     { return s.src.Shape(name) }
-func (s weightsSource) Release(name string)                   {}
-func (s weightsSource) Bytes(name string) ([]byte, error) {
-	m, err := s.w.Mat(name)
-	if err != nil {
-		return nil, err
-	}
-	return m.Raw, nil
+	return cfg.HiddenSize + qn + 2*kvn + qn + mlp
 }

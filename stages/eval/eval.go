@@ -138,7 +138,7 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 	if err != nil {
 		return Result{}, err
 	}
-	head, err := model.LoadHeadFrom(src, cfg)
+	head, err := m.Head()
 	if err != nil {
 		return Result{}, err
 	}
