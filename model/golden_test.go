@@ -282,3 +282,103 @@ func TestGoldenDense(t *testing.T) {
 		})
 	}
 }
+
+// recordingModel keeps the first block loaded for each layer (the dense pass's), to
+// read its routed-token counts after the run.
+type recordingModel struct {
+	*model.Model
+	dense map[int]pipeline.Block
+}
+
+func (r *recordingModel) LoadBlock(l int, w pipeline.Weights) (pipeline.Block, error) {
+	b, err := r.Model.LoadBlock(l, w)
+	if _, ok := r.dense[l]; !ok && err == nil {
+		r.dense[l] = b
+	}
+	return b, err
+}
+
+// pruneRecording is prune with a recordingModel; it returns the routed tokens per
+// layer and expert of the statistics passes.
+func (g *golden) pruneRecording(t *testing.T, pat string, opt model.Options) (string, *pipeline.Report, map[int][]int64) {
+	m, set := open(t, g.dir, opt)
+	rm := &recordingModel{Model: m, dense: map[int]pipeline.Block{}}
+	target := pipeline.Target{Sparsity: 0.5}
+	if pat == "2:4" {
+		target = pipeline.Target{N: 2, M: 4, Sparsity: 0.5}
+	}
+	met, err := metric.Builtin("wanda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	rep, err := pipeline.Run(context.Background(), pipeline.Options{
+		Model: rm, Source: set, ModelDir: g.dir, Calib: g.calib,
+		Method: pipeline.Method{Name: "wanda", Metric: met, Pattern: pattern.ForTarget(target)}, Target: target,
+		OutDir: out, ActivationBudget: 1 << 30, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("%s %s: %v", g.typ, pat, err)
+	}
+	tokens := map[int][]int64{}
+	for l, b := range rm.dense {
+		et, ok := b.(interface{ ExpertTokens() []int64 })
+		if !ok {
+			t.Fatalf("layer %d: block has no ExpertTokens", l)
+		}
+		tokens[l] = et.ExpertTokens()
+	}
+	return out, rep, tokens
+}
+
+func TestGoldenMoE(t *testing.T) {
+	for _, typ := range []string{"mixtral", "qwen2_moe", "qwen3_moe"} {
+		t.Run(typ, func(t *testing.T) {
+			g := loadGolden(t, typ)
+			dl := g.checkLogits(t)
+			dense := g.checkPPL(t, g.dir, "dense")
+			msg := []string{"max |Δlogit| " + strconv.FormatFloat(dl, 'g', 3, 64), "dense ppl rel " + strconv.FormatFloat(dense, 'g', 3, 64)}
+			for _, mode := range []string{model.MoEStatsAll, model.MoEStatsRouted} {
+				prefix := "wanda:"
+				if mode == model.MoEStatsRouted {
+					prefix = "wanda-routed:"
+				}
+				for _, pat := range []string{"unstructured", "2:4"} {
+					run := prefix + pat
+					out, rep, tokens := g.pruneRecording(t, pat, model.Options{MoEStats: mode})
+					for l, want := range g.ppl.MoE.CalibExpertTokens {
+						li, _ := strconv.Atoi(l)
+						// Layer 0's routing does not depend on pruning; later layers' is
+						// the first run's (wanda:unstructured).
+						if li == 0 || run == "wanda:unstructured" {
+							if !slicesEqual(tokens[li], want) {
+								t.Errorf("%s %s layer %d: routed tokens per expert %v, reference %v", typ, run, li, tokens[li], want)
+							}
+						}
+					}
+					diff, n := g.checkMasks(t, out, run, rep)
+					ties := len(g.ppl.MoE.NearTies[run])
+					if diff != 0 && ties == 0 {
+						t.Errorf("%s %s: %d mask entries differ from the reference over %d tensors, and the reference lists no routing near-tie", typ, run, diff, n)
+					}
+					rel := g.checkPPL(t, out, run)
+					msg = append(msg, run+": "+strconv.Itoa(diff)+" mask entries differ ("+strconv.Itoa(n)+" tensors, "+
+						strconv.Itoa(ties)+" near-ties listed), ppl rel "+strconv.FormatFloat(rel, 'g', 3, 64))
+				}
+			}
+			t.Logf("%s: %s", typ, strings.Join(msg, "; "))
+		})
+	}
+}
+
+func slicesEqual(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
