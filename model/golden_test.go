@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/modelgen"
 	"github.com/wanda-go/wanda/internal/testenv"
 	"github.com/wanda-go/wanda/model"
 	"github.com/wanda-go/wanda/model/arch"
@@ -381,4 +382,122 @@ func slicesEqual(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// TestGeneratedArchs runs models of every architecture from the fixture generator
+// (internal/modelgen), tiny and shrunk from each preset: the model evaluates to a finite
+// perplexity, and pipeline.Run prunes it to 50% (for mixtures of experts in both
+// statistics modes, whose expert masks must differ, with the routed-token counts
+// adding up to tokens × experts per token).
+func TestGeneratedArchs(t *testing.T) {
+	type gen struct {
+		name string
+		opt  modelgen.Options
+	}
+	var cases []gen
+	for i, typ := range arch.Supported() {
+		cases = append(cases, gen{typ, modelgen.Options{Arch: typ, Seed: uint64(i), HeadDim: 16}})
+	}
+	for _, p := range modelgen.Presets() {
+		o, err := modelgen.Preset(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Layers, o.Hidden, o.Intermediate, o.Heads, o.KVHeads, o.HeadDim, o.Vocab = 2, 64, 96, 4, 2, 16, 600
+		o.MaxShardBytes, o.MoEIntermediate, o.SharedIntermediate = 1<<20, 0, 0
+		o.Experts = min(o.Experts, 6)
+		o.ExpertsPerTok = min(o.ExpertsPerTok, 3)
+		if o.SlidingWindow > 0 {
+			o.SlidingWindow = 8
+		}
+		cases = append(cases, gen{"preset-" + p, o})
+	}
+	const T = 24
+	r := uint64(1)
+	ids := make([]int32, 4*T)
+	for i := range ids {
+		r = r*6364136223846793005 + 1442695040888963407
+		ids[i] = int32(r>>33) % 563 // the generator's tokenizer's ids
+	}
+	calib := [][]int32{ids[:T], ids[T : 2*T], ids[2*T : 3*T], ids[3*T:]}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := modelgen.Write(dir, c.opt); err != nil {
+				t.Fatal(err)
+			}
+			cfg, a, err := arch.LoadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := safetensors.OpenDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer set.Close()
+			res, err := eval.Perplexity(context.Background(), set, cfg, ids, eval.Options{SeqLen: T})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.IsNaN(res.PPL) || math.IsInf(res.PPL, 0) || res.PPL < 1 {
+				t.Fatalf("ppl %v", res.PPL)
+			}
+			modes := []string{model.MoEStatsAll}
+			if a.Sparse != nil {
+				modes = append(modes, model.MoEStatsRouted)
+			}
+			masks := map[string]map[string][]bool{}
+			for _, mode := range modes {
+				g := &golden{typ: c.name, dir: dir, calib: calib, seqlen: T}
+				out, rep, tokens := g.pruneRecording(t, "unstructured", model.Options{MoEStats: mode})
+				if math.Abs(rep.GlobalSparsity-0.5) > 1e-9 {
+					t.Errorf("%s: sparsity %v", mode, rep.GlobalSparsity)
+				}
+				for l, tk := range tokens {
+					if tk == nil {
+						continue
+					}
+					var sum int64
+					for _, n := range tk {
+						sum += n
+					}
+					if sum != int64(len(calib)*T*cfg.NumExpertsPerTok) {
+						t.Errorf("%s layer %d: %d routed tokens, want %d", mode, l, sum, len(calib)*T*cfg.NumExpertsPerTok)
+					}
+				}
+				outSet, err := safetensors.OpenDir(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				masks[mode] = map[string][]bool{}
+				for _, tr := range rep.Tensors {
+					tt, _ := outSet.Get(tr.Name)
+					w, _ := tt.Float32()
+					z := make([]bool, len(w))
+					for k, v := range w {
+						z[k] = v == 0
+					}
+					masks[mode][tr.Name] = z
+				}
+				outSet.Close()
+			}
+			if a.Sparse != nil {
+				differ := 0
+				for name, z := range masks[model.MoEStatsAll] {
+					if !strings.Contains(name, ".experts.") {
+						continue
+					}
+					for k := range z {
+						if z[k] != masks[model.MoEStatsRouted][name][k] {
+							differ++
+						}
+					}
+				}
+				if differ == 0 {
+					t.Error("expert masks are the same with all and routed statistics")
+				}
+			}
+			t.Logf("%s: ppl %.1f", cfg, res.PPL)
+		})
+	}
 }
