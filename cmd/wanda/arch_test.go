@@ -59,6 +59,31 @@ func TestArchCLI(t *testing.T) {
 			if rep.ModelType != c.typ || rep.GlobalSparsity != 0.5 {
 				t.Errorf("report: model_type %q, sparsity %v", rep.ModelType, rep.GlobalSparsity)
 			}
+			// The LoRA template names the pruned linears as PEFT (transformers 5) does.
+			tb, err := os.ReadFile(filepath.Join(out, "lora-template", "adapter_config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tmpl struct {
+				Modules []string `json:"target_modules"`
+				Params  []string `json:"target_parameters"`
+			}
+			if err := json.Unmarshal(tb, &tmpl); err != nil {
+				t.Fatal(err)
+			}
+			wantMods, wantParams := map[string]string{
+				"phi3": "o_proj qkv_proj gate_up_proj down_proj", "mixtral": "q_proj k_proj v_proj o_proj",
+				"qwen3_moe": "q_proj k_proj v_proj o_proj",
+			}[c.typ], ""
+			if wantMods == "" {
+				wantMods = "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj"
+			}
+			if c.moeStats != "" {
+				wantParams = "mlp.experts.gate_up_proj mlp.experts.down_proj"
+			}
+			if strings.Join(tmpl.Modules, " ") != wantMods || strings.Join(tmpl.Params, " ") != wantParams {
+				t.Errorf("LoRA template targets %v / %v, want %s / %s", tmpl.Modules, tmpl.Params, wantMods, wantParams)
+			}
 			stdout, err = inspRun(t, "", "eval", "--model", out, "--tokens", ref, "--tokens-key", "eval_ids", "--seqlen", "64", "--json")
 			if err != nil {
 				t.Fatalf("eval: %v", err)

@@ -123,6 +123,9 @@ type Names struct {
 	ExpertGate, ExpertUp, ExpertDown string // inside an expert, e.g. "w1", "w3", "w2"
 	SharedGate, SharedUp, SharedDown string // the shared expert (Arch.SharedExpert)
 	SharedExpertGate                 string // its sigmoid gate (never pruned)
+	// FusedExperts are the 3-D parameters transformers 5 fuses a sparse layer's experts
+	// into in memory (gate|up, then down), the names PEFT's target_parameters use.
+	FusedExperts []string
 }
 
 var (

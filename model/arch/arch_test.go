@@ -261,3 +261,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLoRATargets(t *testing.T) {
+	llama := []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+	fused := []string{"mlp.experts.gate_up_proj", "mlp.experts.down_proj"}
+	for _, tc := range []struct {
+		json          string
+		modules, pars []string
+	}{
+		{`{"model_type":"llama",` + base + `}`, llama, nil},
+		{`{"model_type":"gemma3_text",` + base + `}`, llama, nil},
+		{`{"model_type":"phi3",` + base + `}`, []string{"o_proj", "qkv_proj", "gate_up_proj", "down_proj"}, nil},
+		{`{"model_type":"mixtral",` + base + `}`, llama[:4], fused},
+		{`{"model_type":"qwen3_moe",` + base + `}`, llama[:4], fused},
+		// The shared expert's linears, and the dense layers' of mlp_only_layers.
+		{`{"model_type":"qwen2_moe",` + base + `}`, llama, fused},
+		{`{"model_type":"qwen3_moe",` + base + `,"mlp_only_layers":[0]}`, llama, fused},
+	} {
+		c, a, err := Parse([]byte(tc.json))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := a.LoRATargets(c)
+		if !slices.Equal(got.Modules, tc.modules) || !slices.Equal(got.Parameters, tc.pars) {
+			t.Errorf("%s: %+v, want %v %v", c.ModelType, got, tc.modules, tc.pars)
+		}
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/format/peft"
 )
 
 // Input says which activation a linear reads.
@@ -237,4 +239,41 @@ func layerOf(name string) (int, bool) {
 	}
 	l, _ := strconv.Atoi(rest[:i])
 	return l, true
+}
+
+// fusedExperts are the names of the fused expert parameters of transformers 5's
+// mixture-of-experts blocks (Mixtral, Qwen2-MoE, Qwen3-MoE): mlp.experts.gate_up_proj
+// [experts, 2·inter, hidden] (gate rows then up rows) and mlp.experts.down_proj
+// [experts, hidden, inter].
+var fusedExperts = []string{"mlp.experts.gate_up_proj", "mlp.experts.down_proj"}
+
+// LoRATargets are the PEFT LoRA targets of the model's prunable linears: target_modules
+// the last component of every prunable linear's module outside the experts (q_proj,
+// ..., qkv_proj, gate_up_proj, the shared expert's gate/up/down_proj, in layer order,
+// each once); when the model has sparse layers, target_parameters the fused expert
+// parameters (Names.FusedExperts), because transformers 5 holds a layer's experts as
+// two 3-D parameters, not as per-expert nn.Linear modules a target_modules name could
+// match. Routers are never targeted.
+func (a *Arch) LoRATargets(c *config.Config) *peft.Targets {
+	t := &peft.Targets{}
+	seen := map[string]bool{}
+	sparse := false
+	for l := range c.NumLayers {
+		L := a.Layer(c, l)
+		sparse = sparse || L.MoE != nil
+		for _, lin := range L.Linears {
+			if lin.Router || lin.Expert >= 0 {
+				continue
+			}
+			short := lin.Module[strings.LastIndexByte(lin.Module, '.')+1:]
+			if !seen[short] {
+				seen[short] = true
+				t.Modules = append(t.Modules, short)
+			}
+		}
+	}
+	if sparse {
+		t.Parameters = append(t.Parameters, a.Names.FusedExperts...)
+	}
+	return t
 }

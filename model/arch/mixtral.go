@@ -11,6 +11,7 @@ func init() {
 	n.Router = "block_sparse_moe.gate"
 	n.Expert = "block_sparse_moe.experts.%d"
 	n.ExpertGate, n.ExpertUp, n.ExpertDown = "w1", "w3", "w2"
+	n.FusedExperts = fusedExperts // transformers 5 renames block_sparse_moe to mlp
 	Register(&Arch{
 		Type: config.TypeMixtral,
 		Defaults: Defaults{MaxPositionEmbeddings: 4096 * 32, RMSNormEps: 1e-5, RopeTheta: 1e6,

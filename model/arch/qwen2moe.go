@@ -43,6 +43,7 @@ func qwenMoENames() Names {
 	n.Router = "mlp.gate"
 	n.Expert = "mlp.experts.%d"
 	n.ExpertGate, n.ExpertUp, n.ExpertDown = "gate_proj", "up_proj", "down_proj"
+	n.FusedExperts = fusedExperts
 	return n
 }
 
