@@ -2,18 +2,17 @@ package model
 
 import (
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
-	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // BenchmarkBlockForward runs tiny-llama-a's layer 0 on 8 sequences of 512
 // tokens and reports tokens/s.
 func BenchmarkBlockForward(b *testing.B) {
 	dir := sharedPath(b, "models/tiny-llama-a")
-	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	cfg, _, err := arch.LoadDir(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -22,7 +21,11 @@ func BenchmarkBlockForward(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer set.Close()
-	blk, err := LoadBlock(set, cfg, 0)
+	m, err := New(set, cfg, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	blk, err := m.LoadBlock(0, m.Weights())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -33,12 +36,10 @@ func BenchmarkBlockForward(b *testing.B) {
 		h0[i] = float32(r.NormFloat64())
 	}
 	h := make([]float32, len(h0))
-	rope := NewRope(cfg, T)
-	var s Scratch
 	b.ResetTimer()
 	for b.Loop() {
 		copy(h, h0)
-		blk.Forward(h, nseq, T, rope, nil, &s)
+		blk.Forward(h, nseq, T, nil)
 	}
 	b.ReportMetric(float64(nseq*T)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }

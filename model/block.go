@@ -1,264 +1,331 @@
 package model
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
+	"math"
 
-	"github.com/wanda-go/wanda/format/config"
-	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/tensor"
 )
 
-// Sentinel errors.
-var (
-	// ErrShape: a weight's shape differs from what the config implies.
-	ErrShape = errors.New("shape mismatch")
-	// ErrUnsupported: the model uses a feature this package does not implement.
-	ErrUnsupported = errors.New("unsupported model feature")
-	// ErrTokenRange: a token id outside [0, vocab_size).
-	ErrTokenRange = errors.New("token id out of range")
-)
-
-// dims are the sizes a block needs, taken from the config.
-type dims struct {
-	hidden, inter      int
-	heads, kvHeads, hd int
-	eps                float32
-	window             int // sliding-window span (0 = full causal attention)
-}
-
-func (d dims) qn() int   { return d.heads * d.hd }
-func (d dims) kvn() int  { return d.kvHeads * d.hd }
-func (d dims) qkvn() int { return d.qn() + 2*d.kvn() }
-
-func dimsOf(cfg *config.Config, layer int) dims {
-	d := dims{
-		hidden: cfg.HiddenSize, inter: cfg.IntermediateSize,
-		heads: cfg.NumHeads, kvHeads: cfg.NumKVHeads, hd: cfg.HeadDim,
-		eps: float32(cfg.RMSNormEps),
-	}
-	d.window = slidingWindow(cfg, layer)
-	return d
-}
-
-// slidingWindow is the attention span of layer as transformers applies it:
-// an explicit "layer_types" list decides per layer ("sliding_attention");
-// otherwise mistral uses sliding_window on every layer and qwen2 (when
-// use_sliding_window) on the layers at or above max_window_layers (default 28).
-func slidingWindow(cfg *config.Config, layer int) int {
-	if cfg.SlidingWindow <= 0 {
-		return 0
-	}
-	if lt, ok := cfg.Raw["layer_types"].([]any); ok && len(lt) == cfg.NumLayers {
-		if lt[layer] == "sliding_attention" {
-			return cfg.SlidingWindow
-		}
-		return 0
-	}
-	if cfg.ModelType == config.TypeQwen2 {
-		mw := 28
-		if v, ok := cfg.Raw["max_window_layers"].(json.Number); ok {
-			if n, err := v.Int64(); err == nil {
-				mw = int(n)
-			}
-		}
-		if layer < mw {
-			return 0
-		}
-	}
-	return cfg.SlidingWindow
-}
-
-// Block is one decoder layer's weights in float32. The q, k and v weights are
-// stored back to back in one [(q+2kv), hidden] matrix and gate and up in one
-// [2·intermediate, hidden] matrix, so that each pair of projections sharing an
-// input is a single GEMM; Linear returns views into them.
+// Block is one decoder layer ready to compute. Its linears are tensor.Mat views of the
+// weights in their stored dtype (usually memory-mapped), never copies: every product
+// is tensor.MatMulTMat, which widens a few rows at a time while it packs its panels.
+// Only the norm weights and biases, which are small, are widened to float32.
 type Block struct {
-	Layer int
-	d     dims
+	m *Model
+	L *arch.Layer
 
-	wqkv     []float32 // [qn+2kvn, hidden]: q rows, then k rows, then v rows
-	bqkv     []float32 // [qn+2kvn] or nil
-	wo       []float32 // [hidden, qn]
-	wgu      []float32 // [2·inter, hidden]: gate rows, then up rows
-	wd       []float32 // [hidden, inter]
-	inNorm   []float32 // [hidden]
-	postNorm []float32 // [hidden]
+	hidden, heads, kvHeads, hd int
+	eps                        float32
+
+	attn     []tensor.Mat // q, k, v side by side, or the fused qkv
+	bqkv     []float32    // [qn+2kvn] or nil
+	o        tensor.Mat
+	inNorm   []float32 // norm weights as applied: w, or 1+w for arch.NormOnePlus
+	postAttn []float32
+	preFF    []float32 // with sandwich norms
+	postFF   []float32
+	qNorm    []float32 // with q/k norms
+	kNorm    []float32
+
+	mlp *mlpWeights // the dense MLP, or nil
+	moe *moeWeights // the experts, or nil
+
+	sandwich bool // arch.SandwichNorms
+
+	rope    RopeSpec
+	scale   float32
+	softcap float32
+	window  int
+	act     func(dst, g, u []float32)
 }
 
-// Getter returns a tensor widened to float32 with its shape.
-type Getter func(name string) ([]float32, []int64, error)
+var _ pipeline.Block = (*Block)(nil)
 
-// LoadBlock loads layer's weights from set, widening them to float32, and
-// releases the tensors' mapped pages afterwards.
-func LoadBlock(set *safetensors.Set, cfg *config.Config, layer int) (*Block, error) {
-	return LoadBlockIntoFrom(nil, SetSource(set), cfg, layer)
+func (b *Block) qn() int   { return b.heads * b.hd }
+func (b *Block) kvn() int  { return b.kvHeads * b.hd }
+func (b *Block) qkvn() int { return b.qn() + 2*b.kvn() }
+
+// mlpWeights is a gated MLP: down(act(gate·x)·(up·x)).
+type mlpWeights struct {
+	gu    []tensor.Mat // gate and up side by side, or the fused gate_up
+	down  tensor.Mat
+	inter int
 }
 
-// LoadBlockInto is LoadBlock reusing the buffers of old (a block of the same
-// model that is no longer needed; nil allocates), so that streaming the
-// layers of a model through one buffer set does not allocate per layer. On
-// success the returned block is old refilled (when old fits); old must not be
-// used afterwards either way.
-func LoadBlockInto(old *Block, set *safetensors.Set, cfg *config.Config, layer int) (*Block, error) {
-	return LoadBlockIntoFrom(old, SetSource(set), cfg, layer)
+// LoadBlock returns decoder layer l computing with the tensors of w (the source's for
+// the dense pass, Model.Weights; the pruned linears over the source's for the pruned
+// pass). Every tensor's shape is checked against the config; errors name the layer
+// and the tensor.
+func (m *Model) LoadBlock(l int, w pipeline.Weights) (pipeline.Block, error) {
+	b, err := m.loadBlock(l, w)
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: %w", l, err)
+	}
+	return b, nil
 }
 
-// LoadBlockFrom is LoadBlock reading from any Source.
-func LoadBlockFrom(src Source, cfg *config.Config, layer int) (*Block, error) {
-	return LoadBlockIntoFrom(nil, src, cfg, layer)
-}
-
-// LoadBlockIntoFrom is LoadBlockInto reading from any Source.
-func LoadBlockIntoFrom(old *Block, src Source, cfg *config.Config, layer int) (*Block, error) {
-	var names []string
-	defer func() {
+func (m *Model) loadBlock(l int, w pipeline.Weights) (*Block, error) {
+	c, a := m.cfg, m.arch
+	L := m.LayerLayout(l)
+	b := &Block{m: m, L: L, hidden: c.HiddenSize, heads: c.NumHeads, kvHeads: c.NumKVHeads, hd: c.HeadDim,
+		eps: float32(c.RMSNormEps), window: L.Window, scale: float32(L.AttnScale), softcap: float32(L.AttnSoftcap),
+		rope: RopeSpec{Theta: L.RopeTheta, Scaling: L.RopeScaling, Dim: L.RotaryDim}, sandwich: a.SandwichNorms}
+	switch c.HiddenAct {
+	case arch.ActSiLU:
+		b.act = siluMul
+	case arch.ActGELUTanh:
+		b.act = geluTanhMul
+	default:
+		return nil, fmt.Errorf("hidden_act %q: %w", c.HiddenAct, ErrUnsupported)
+	}
+	shapes := map[string][]int64{}
+	for _, t := range L.Tensors {
+		shapes[t.Name] = t.Shape
+	}
+	mat := func(name string) (tensor.Mat, error) {
+		mt, err := w.Mat(name)
+		if err != nil {
+			return mt, err
+		}
+		want := shapes[name]
+		if len(want) != 2 || mt.Rows != int(want[0]) || mt.Cols != int(want[1]) {
+			return mt, fmt.Errorf("tensor %q: shape [%d %d], config implies %v: %w", name, mt.Rows, mt.Cols, want, ErrShape)
+		}
+		return mt, nil
+	}
+	vec := func(name string, onePlus bool) ([]float32, error) {
+		if name == "" {
+			return nil, nil
+		}
+		mt, err := w.Mat(name)
+		if err != nil {
+			return nil, err
+		}
+		want := shapes[name]
+		if mt.Rows != 1 || len(want) != 1 || mt.Cols != int(want[0]) {
+			return nil, fmt.Errorf("tensor %q: shape [%d %d], config implies %v: %w", name, mt.Rows, mt.Cols, want, ErrShape)
+		}
+		v := make([]float32, mt.Cols)
+		mt.RowsF32(v, 0, 1)
+		if onePlus {
+			for i := range v {
+				v[i] = 1 + v[i]
+			}
+		}
+		return v, nil
+	}
+	mats := func(names ...string) ([]tensor.Mat, error) {
+		var out []tensor.Mat
 		for _, n := range names {
-			src.Release(n)
+			if n == "" {
+				continue
+			}
+			mt, err := mat(n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, mt)
 		}
-	}()
-	return newBlock(old, cfg, layer, func(name string, dst []float32) ([]int64, error) {
-		dt, shape, err := lookup(src, name)
+		return out, nil
+	}
+	var err error
+	onePlus := a.Norm == arch.NormOnePlus
+	if b.attn, err = mats(L.Q, L.K, L.V, L.QKV); err != nil {
+		return nil, err
+	}
+	if b.o, err = mat(L.O); err != nil {
+		return nil, err
+	}
+	if L.QBias != "" {
+		var parts [3][]float32
+		for i, n := range []string{L.QBias, L.KBias, L.VBias} {
+			if parts[i], err = vec(n, false); err != nil {
+				return nil, err
+			}
+		}
+		b.bqkv = append(append(parts[0], parts[1]...), parts[2]...)
+	}
+	for _, v := range []struct {
+		dst  *[]float32
+		name string
+	}{{&b.inNorm, L.InputNorm}, {&b.postAttn, L.PostAttnNorm}, {&b.preFF, L.PreFFNorm}, {&b.postFF, L.PostFFNorm},
+		{&b.qNorm, L.QNorm}, {&b.kNorm, L.KNorm}} {
+		if *v.dst, err = vec(v.name, onePlus); err != nil {
+			return nil, err
+		}
+	}
+	loadMLP := func(d *arch.MLP) (*mlpWeights, error) {
+		gu, err := mats(d.Gate, d.Up, d.GateUp)
 		if err != nil {
 			return nil, err
 		}
-		names = append(names, name)
-		if numelOf(shape) != int64(len(dst)) {
-			return shape, nil // the shape check reports it
-		}
-		return shape, readFloat32(src, name, dt, dst)
-	})
-}
-
-// NewBlock builds layer's block from tensors returned by get (called once per
-// tensor name of the layer). The returned slices are copied into the block.
-func NewBlock(cfg *config.Config, layer int, get Getter) (*Block, error) {
-	return newBlock(nil, cfg, layer, func(name string, dst []float32) ([]int64, error) {
-		v, shape, err := get(name)
+		down, err := mat(d.Down)
 		if err != nil {
 			return nil, err
 		}
-		if len(v) != len(dst) {
-			n := int64(1)
-			for _, d := range shape {
-				n *= d
-			}
-			if n == int64(len(dst)) {
-				return nil, fmt.Errorf("tensor %q: %d values for shape %v: %w", name, len(v), shape, ErrShape)
-			}
-			return shape, nil // a wrong shape, which the caller reports
+		return &mlpWeights{gu: gu, down: down, inter: d.Inter}, nil
+	}
+	if L.MLP != nil {
+		if b.mlp, err = loadMLP(L.MLP); err != nil {
+			return nil, err
 		}
-		copy(dst, v)
-		return shape, nil
-	})
-}
-
-// fill reads tensor name into dst (len(dst) values) and returns its shape.
-type fill func(name string, dst []float32) ([]int64, error)
-
-func reuse(buf []float32, n int) []float32 {
-	if cap(buf) >= n {
-		return buf[:n]
 	}
-	return make([]float32, n)
-}
-
-func newBlock(old *Block, cfg *config.Config, layer int, get fill) (*Block, error) {
-	if cfg.MLPBias {
-		return nil, fmt.Errorf("layer %d: mlp_bias: %w", layer, ErrUnsupported)
-	}
-	if cfg.AttentionBias && cfg.ModelType == config.TypeLlama {
-		// transformers' llama then also gives o_proj a bias, which the name
-		// table (format/config) has no part for.
-		return nil, fmt.Errorf("layer %d: llama attention_bias (o_proj.bias): %w", layer, ErrUnsupported)
-	}
-	if cfg.HeadDim%2 != 0 {
-		return nil, fmt.Errorf("layer %d: head_dim %d is odd: %w", layer, cfg.HeadDim, ErrUnsupported)
-	}
-	d := dimsOf(cfg, layer)
-	if old == nil {
-		old = &Block{}
-	}
-	b := old
-	*b = Block{Layer: layer, d: d, wqkv: b.wqkv, bqkv: b.bqkv, wo: b.wo, wgu: b.wgu, wd: b.wd, inNorm: b.inNorm, postNorm: b.postNorm}
-	H := d.hidden
-	b.wqkv = reuse(b.wqkv, d.qkvn()*H)
-	b.wgu = reuse(b.wgu, 2*d.inter*H)
-	b.wo = reuse(b.wo, H*d.qn())
-	b.wd = reuse(b.wd, H*d.inter)
-	b.inNorm = reuse(b.inNorm, H)
-	b.postNorm = reuse(b.postNorm, H)
-	if cfg.AttentionBias {
-		b.bqkv = reuse(b.bqkv, d.qkvn())
-	} else {
-		b.bqkv = nil
-	}
-	load := func(p config.Part, dst []float32) error {
-		name := config.LayerTensor(layer, p)
-		shape, err := get(name, dst)
-		if err != nil {
-			return fmt.Errorf("layer %d %s: %w", layer, p, err)
-		}
-		if want := cfg.PartShape(p); !slices.Equal(shape, want) {
-			return fmt.Errorf("layer %d: tensor %q: shape %v, config implies %v: %w", layer, name, shape, want, ErrShape)
-		}
-		return nil
-	}
-	for _, p := range cfg.LayerParts() {
-		var dst []float32
-		switch p {
-		case config.PartInputNorm:
-			dst = b.inNorm
-		case config.PartPostAttnNorm:
-			dst = b.postNorm
-		case config.PartQBias:
-			dst = b.bqkv[:d.qn()]
-		case config.PartKBias:
-			dst = b.bqkv[d.qn() : d.qn()+d.kvn()]
-		case config.PartVBias:
-			dst = b.bqkv[d.qn()+d.kvn():]
-		default:
-			dst = b.Linear(p).Data
-		}
-		if err := load(p, dst); err != nil {
+	if L.MoE != nil {
+		if b.moe, err = m.loadMoE(L.MoE, mat, loadMLP); err != nil {
 			return nil, err
 		}
 	}
 	return b, nil
 }
 
-// Linear returns linear part p (PartQ..PartDown) as a mutable [out, in] view
-// aliasing the block's weights: writes change what Forward computes. It panics
-// for other parts.
-func (b *Block) Linear(p config.Part) pipeline.Matrix {
-	d := b.d
-	H := d.hidden
-	switch p {
-	case config.PartQ:
-		return pipeline.Matrix{Rows: d.qn(), Cols: H, Data: b.wqkv[: d.qn()*H : d.qn()*H]}
-	case config.PartK:
-		lo, hi := d.qn()*H, (d.qn()+d.kvn())*H
-		return pipeline.Matrix{Rows: d.kvn(), Cols: H, Data: b.wqkv[lo:hi:hi]}
-	case config.PartV:
-		lo, hi := (d.qn()+d.kvn())*H, d.qkvn()*H
-		return pipeline.Matrix{Rows: d.kvn(), Cols: H, Data: b.wqkv[lo:hi:hi]}
-	case config.PartO:
-		return pipeline.Matrix{Rows: H, Cols: d.qn(), Data: b.wo}
-	case config.PartGate:
-		n := d.inter * H
-		return pipeline.Matrix{Rows: d.inter, Cols: H, Data: b.wgu[:n:n]}
-	case config.PartUp:
-		n := d.inter * H
-		return pipeline.Matrix{Rows: d.inter, Cols: H, Data: b.wgu[n : 2*n : 2*n]}
-	case config.PartDown:
-		return pipeline.Matrix{Rows: H, Cols: d.inter, Data: b.wd}
-	}
-	panic(fmt.Sprintf("forward: Linear(%v): not a linear part", p))
+// Forward runs the block in place on h [nseq·seqlen, hidden]: nseq independent
+// sequences of seqlen tokens, positions 0..seqlen-1 in each. tap (may be nil) sees the
+// input of every linear.
+func (b *Block) Forward(h []float32, nseq, seqlen int, tap pipeline.Tap) {
+	b.forward(h, nseq, seqlen, tap, false)
 }
 
-// Params is the number of float32 values the block holds.
-func (b *Block) Params() int {
-	return len(b.wqkv) + len(b.bqkv) + len(b.wo) + len(b.wgu) + len(b.wd) + len(b.inNorm) + len(b.postNorm)
+// ForwardStats is Forward for a pass whose only purpose is tap (the dense pass of a
+// pruning run): it stops after tapping the input of the down projection(s), skipping
+// those products and the last residual, so h holds scratch values afterwards.
+func (b *Block) ForwardStats(h []float32, nseq, seqlen int, tap pipeline.Tap) {
+	b.forward(h, nseq, seqlen, tap, true)
+}
+
+func (b *Block) forward(h []float32, nseq, seqlen int, tap pipeline.Tap, statsOnly bool) {
+	H := b.hidden
+	rows := nseq * seqlen
+	if nseq < 0 || seqlen < 0 || len(h) < rows*H {
+		panic(fmt.Sprintf("model: Forward: h has %d values, need %d×%d×%d", len(h), nseq, seqlen, H))
+	}
+	if rows == 0 {
+		return
+	}
+	s := &b.m.scratch
+	h = h[:rows*H]
+	qn, kvn, qkvn := b.qn(), b.kvn(), b.qkvn()
+	rope := b.m.ropeFor(b.rope, seqlen)
+
+	// Attention.
+	x := grow(&s.x, rows*H)
+	rmsNorm(x, h, b.inNorm, rows, H, b.eps)
+	if tap != nil {
+		tap(tapAttn, x, rows, H)
+	}
+	qkv := grow(&s.qkv, rows*qkvn)
+	tensor.MatMulTMat(qkv, qkvn, x, rows, H, b.attn...)
+	parallelFor(rows, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := qkv[r*qkvn : (r+1)*qkvn]
+			if b.bqkv != nil {
+				for i, v := range b.bqkv {
+					row[i] += v
+				}
+			}
+			if b.qNorm != nil {
+				tensor.RMSNorm(row[:qn], row[:qn], b.qNorm, b.heads, b.hd, b.eps)
+				tensor.RMSNorm(row[qn:qn+kvn], row[qn:qn+kvn], b.kNorm, b.kvHeads, b.hd, b.eps)
+			}
+			pos := r % seqlen
+			rope.Apply(row[:qn], b.heads, b.hd, pos)
+			rope.Apply(row[qn:qn+kvn], b.kvHeads, b.hd, pos)
+		}
+	})
+	attn := grow(&s.attn, rows*qn)
+	b.attention(attn, qkv, nseq, seqlen, s)
+	if tap != nil {
+		tap(tapO, attn, rows, qn)
+	}
+	tensor.MatMulTMat(x, H, attn, rows, qn, b.o)
+	if b.sandwich { // the attention output is normalised too
+		rmsNorm(x, x, b.postAttn, rows, H, b.eps)
+	}
+	addInto(h, x)
+
+	// MLP.
+	mlpNorm := b.postAttn
+	if b.sandwich {
+		mlpNorm = b.preFF
+	}
+	rmsNorm(x, h, mlpNorm, rows, H, b.eps)
+	if tap != nil {
+		tap(tapMLP, x, rows, H)
+	}
+	var y []float32
+	if b.moe != nil {
+		y = b.moeForward(x, rows, tap, statsOnly)
+	} else {
+		y = b.mlpForward(b.mlp, x, rows, tap, tapDown, statsOnly, &s.gu)
+	}
+	if statsOnly {
+		return
+	}
+	if b.sandwich {
+		rmsNorm(y, y, b.postFF, rows, H, b.eps)
+	}
+	addInto(h, y)
+}
+
+// mlpForward computes the gated MLP d on x [rows, hidden], tapping act(gate)·up as
+// input downTap, and returns its output [rows, hidden] in x's buffer (x is consumed),
+// or nil with statsOnly. gu is the scratch for the gate|up products.
+func (b *Block) mlpForward(d *mlpWeights, x []float32, rows int, tap pipeline.Tap, downTap int, statsOnly bool, gu *[]float32) []float32 {
+	I := d.inter
+	g := grow(gu, rows*2*I)
+	tensor.MatMulTMat(g, 2*I, x, rows, b.hidden, d.gu...)
+	act := b.activate(g, rows, I)
+	if tap != nil {
+		tap(downTap, act, rows, I)
+	}
+	if statsOnly {
+		return nil
+	}
+	y := x[:rows*b.hidden]
+	tensor.MatMulTMat(y, b.hidden, act, rows, I, d.down)
+	return y
+}
+
+// activate turns gu [rows, 2I] (gate | up per row) into act(gate)·up, compacted in place
+// to [rows, I], and returns it.
+func (b *Block) activate(gu []float32, rows, I int) []float32 {
+	parallelFor(rows, 16, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := gu[r*2*I : (r+1)*2*I]
+			b.act(row[:I], row[:I], row[I:])
+		}
+	})
+	// Row r moves from offset 2rI to rI, below every row not yet moved.
+	for r := 1; r < rows; r++ {
+		copy(gu[r*I:(r+1)*I], gu[2*r*I:2*r*I+I])
+	}
+	return gu[:rows*I]
+}
+
+// rmsNorm is tensor.RMSNorm split over rows on several goroutines (dst may alias x).
+func rmsNorm(dst, x, w []float32, rows, dim int, eps float32) {
+	parallelFor(rows, 256, func(lo, hi int) {
+		tensor.RMSNorm(dst[lo*dim:hi*dim], x[lo*dim:hi*dim], w, hi-lo, dim, eps)
+	})
+}
+
+// addInto computes h += x.
+func addInto(h, x []float32) {
+	x = x[:len(h)]
+	parallelFor(len(h), 1<<16, func(lo, hi int) {
+		hh, xx := h[lo:hi], x[lo:hi]
+		for i := range hh {
+			hh[i] += xx[i]
+		}
+	})
+}
+
+// softcap replaces x by c·tanh(x/c) (float32 division and product, tanh rounded to
+// float32), as transformers' Gemma soft-capping computes it.
+func softcap(x []float32, c float32) {
+	for i, v := range x {
+		x[i] = float32(math.Tanh(float64(v/c))) * c
+	}
 }

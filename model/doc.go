@@ -1,26 +1,31 @@
-// Package model is the LLaMA-family decoder in float32: one decoder block
-// (Block.Forward), the token embedding (Embed) and the output head (Head: final
-// RMSNorm and lm_head, giving logits or per-sequence negative log-likelihoods).
-// It follows Hugging Face transformers' LlamaDecoderLayer / Qwen2DecoderLayer /
-// MistralDecoderLayer: RMSNorm in fp32, q/k/v projections (+ bias for qwen2),
-// rotary embeddings in the rotate_half layout (default, linear and llama3
-// frequency scaling, computed in float32 the way transformers does), grouped-
-// query causal attention with scale 1/sqrt(head_dim) (optionally with a sliding
-// window), o_proj, residual, RMSNorm, SwiGLU MLP, residual.
+// Package model computes decoder-only language models of every architecture in the
+// table (package model/arch) in float32, from weights kept in their stored dtype:
+// New (or NewFrom) gives a Model, the pipeline.Model of the pruning runner and the
+// network of the evaluator, with the token embedding (Embed), one decoder block at a
+// time (LoadBlock: Forward, ForwardStats) and the output head (Head: final norm and
+// lm_head, giving logits or per-sequence negative log-likelihoods).
 //
-// Data layout: every matrix is row-major float32. Weights keep the PyTorch
-// nn.Linear layout [out, in]. Activations h are [nseq*seqlen, hidden]: nseq
-// independent sequences of seqlen tokens each, one token per row; positions
-// restart at 0 in every sequence and attention never crosses sequences. All
-// linears are computed over all nseq*seqlen rows at once (tensor.MatMulT);
-// attention runs per (sequence, head, query tile) on goroutines, so the T×T
-// score matrix is never materialised for all heads at once.
+// Each block follows Hugging Face transformers' decoder layer of its type: RMSNorm in
+// fp32 (x·w, or x·(1+w) for Gemma), q/k/v projections (separate or fused, + bias for
+// Qwen2), q/k RMSNorm per head (Qwen3, Gemma 3), rotary embeddings in the rotate_half
+// layout (default, linear and llama3 frequency scaling computed in float32 the way
+// transformers does, optionally on the leading part of each head only), grouped-query
+// causal attention with the type's scale, optional soft-cap and sliding window, o_proj,
+// (sandwich norm,) residual; then a gated MLP (SiLU or tanh-GELU; separate or fused
+// gate/up) or a mixture of experts (router softmax in float32, top-k, experts one at a
+// time, summed in expert order, optional shared expert), (sandwich norm,) residual.
 //
-// Weights come from a Source (DType, Shape, Bytes, Release by dense tensor
-// name): a safetensors set through SetSource, or a dense view of a packed
-// directory; the *safetensors.Set functions (LoadBlock, Embed, LoadHead) are
-// wrappers of the ...From ones. Weights are widened to float32 once when a block is loaded (bf16, f16, f32
-// or f64 on disk), and a Block exposes each linear as a mutable
-// pipeline.Matrix view so that a pruning stage can zero weights in place
-// between a dense and a pruned forward pass.
+// Data layout: activations h are [nseq*seqlen, hidden] float32, row-major: nseq
+// independent sequences of seqlen tokens each, one token per row; positions restart at
+// 0 in every sequence and attention never crosses sequences. Weights keep the PyTorch
+// nn.Linear layout [out, in] and their stored dtype (bf16, f16 or f32): a block holds
+// tensor.Mat views of them (memory-mapped, no anonymous copy) and computes every
+// linear over all rows at once with tensor.MatMulTMat, several weights sharing an input
+// side by side (q|k|v, gate|up); only norm weights and biases are widened. Attention
+// runs per (sequence, head, query tile) on goroutines, so the T×T score matrix is never
+// materialised for all heads at once. The embeddings widen only the rows they look up;
+// lm_head multiplies a chunk of rows at a time.
+//
+// The statistics a pruning run needs come through a pipeline.Tap: the tap ids of a
+// layer are listed by Model.Layer (see there for the mixture-of-experts modes).
 package model

@@ -3,12 +3,12 @@ package model
 import (
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/modelgen"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // TestGenModels runs the fixture generator's models (with outlier channels,
@@ -32,7 +32,7 @@ func TestGenModels(t *testing.T) {
 			if err := modelgen.Write(dir, c.opt); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := config.Load(filepath.Join(dir, "config.json"))
+			cfg, _, err := arch.LoadDir(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,8 +60,8 @@ func TestGenModels(t *testing.T) {
 			}
 			const nseq, T = 2, 45
 			ids := randIDs(rand.New(rand.NewPCG(uint64(i), 3)), nseq*T, cfg.VocabSize)
-			h := runModel(t, set, cfg, ids, nseq, T)
-			head, err := LoadHead(set, cfg)
+			mod, h := runModel(t, set, cfg, ids, nseq, T)
+			head, err := mod.Head()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -111,3 +111,24 @@ func parallelFor(n, grain int, body func(lo, hi int)) {
 	}
 	wg.Wait()
 }
+
+// geluTanhMul sets dst[i] = gelu_tanh(g[i]) * u[i] (dst may alias g), where
+// gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) is evaluated in float32 in
+// the order torch's CPU kernel (approximate="tanh") uses, with tanh rounded to float32.
+func geluTanhMul(dst, g, u []float32) {
+	const beta = float32(0.7978845608028654) // √2 · (2/√π) · ½
+	const kappa = float32(0.044715)
+	u = u[:len(g)]
+	dst = dst[:len(g)]
+	for i, x := range g {
+		cube := x * x * x
+		inner := beta * (x + kappa*cube)
+		t := float32(math.Tanh(float64(inner)))
+		dst[i] = float32(0.5) * x * (1 + t) * u[i]
+	}
+}
+
+// sigmoid is 1/(1+exp(-x)) in float32 (exp in float64, rounded).
+func sigmoid(x float32) float32 {
+	return float32(1 / (1 + math.Exp(-float64(x))))
+}

@@ -12,6 +12,8 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
+	"github.com/wanda-go/wanda/tensor"
 )
 
 // This file holds an independent, deliberately plain implementation of the
@@ -247,7 +249,7 @@ func randExact(r *rand.Rand, shift int) float32 {
 // directory and returns it with the same weights as float64.
 func writeRandomModel(t testing.TB, cfgJSON string, dt dtype.DType, seed uint64) (*naiveModel, *safetensors.Set) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(cfgJSON))
+	cfg, _, err := arch.Parse([]byte(cfgJSON))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,8 +379,8 @@ func TestAgainstNaive(t *testing.T) {
 				return v.window
 			}
 
-			h := runModel(t, set, cfg, ids, v.nseq, v.seqlen)
-			head, err := LoadHead(set, cfg)
+			mod, h := runModel(t, set, cfg, ids, v.nseq, v.seqlen)
+			head, err := mod.Head()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -409,10 +411,27 @@ func TestAgainstNaive(t *testing.T) {
 	}
 }
 
-// TestTapsAndLinearViews checks the inputs a Tap sees against the naive
-// model's, that Linear views alias the loaded weights, and that zeroing
-// weights through a view changes Forward exactly as zeroing them in the model.
-func TestTapsAndLinearViews(t *testing.T) {
+// prunedWeights serves the tensors of a set with every third weight of each linear of
+// layer 0 zeroed (as float32 copies), the way the pipeline's pruned pass serves the
+// pruned tensors over the source.
+type prunedWeights struct {
+	base interface {
+		Mat(string) (tensor.Mat, error)
+	}
+	over map[string]tensor.Mat
+}
+
+func (w prunedWeights) Mat(name string) (tensor.Mat, error) {
+	if m, ok := w.over[name]; ok {
+		return m, nil
+	}
+	return w.base.Mat(name)
+}
+
+// TestTapsAndPrunedWeights checks the inputs the taps see against the naive model's,
+// and that a block loaded over pruned weights computes what the naive model computes
+// with the same weights zeroed.
+func TestTapsAndPrunedWeights(t *testing.T) {
 	v := variants[3] // GQA, bf16
 	m, set := writeRandomModel(t, v.json, v.dt, 42)
 	cfg := m.cfg
@@ -420,36 +439,30 @@ func TestTapsAndLinearViews(t *testing.T) {
 	T := 21
 	ids := randIDs(r, T, cfg.VocabSize)
 	H := cfg.HiddenSize
-
-	b, err := LoadBlock(set, cfg, 0)
+	mod, err := New(set, cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range config.Linears {
-		lin := b.Linear(p)
-		out, in := cfg.LinearShape(p)
-		if lin.Rows != out || lin.Cols != in {
-			t.Fatalf("%v: view %d×%d, want %d×%d", p, lin.Rows, lin.Cols, out, in)
-		}
-		want := m.get(config.LayerTensor(0, p))
-		for i := range want {
-			if float64(lin.Data[i]) != want[i] {
-				t.Fatalf("%v: view[%d] = %g, weight %g", p, i, lin.Data[i], want[i])
+	// Prune every third weight of each linear, in the model and in the naive model.
+	pw := prunedWeights{base: mod.Weights(), over: map[string]tensor.Mat{}}
+	for _, lin := range mod.Layer(0).Linears {
+		w := m.w[lin.Name]
+		data := make([]float32, len(w))
+		for i := range w {
+			if i%3 == 0 {
+				w[i] = 0
 			}
+			data[i] = float32(w[i])
 		}
+		pw.over[lin.Name] = tensor.F32Mat(lin.Rows, lin.Cols, data)
 	}
-	// Prune every third weight of each linear through the views, and the same in the naive model.
-	for _, p := range config.Linears {
-		lin := b.Linear(p)
-		w := m.w[config.LayerTensor(0, p)]
-		for i := 0; i < len(lin.Data); i += 3 {
-			lin.Data[i] = 0
-			w[i] = 0
-		}
+	b, err := mod.LoadBlock(0, pw)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	h := make([]float32, T*H)
-	if err := Embed(set, cfg, ids, h); err != nil {
+	if err := mod.Embed(ids, h); err != nil {
 		t.Fatal(err)
 	}
 	hs := make([][]float64, T)
@@ -459,29 +472,37 @@ func TestTapsAndLinearViews(t *testing.T) {
 			hs[i][j] = float64(h[i*H+j])
 		}
 	}
-	got := map[config.Part][]float32{}
-	b.Forward(h, 1, T, NewRope(cfg, T), func(p config.Part, x []float32, rows, cols int) {
+	got := map[int][]float32{}
+	b.Forward(h, 1, T, func(in int, x []float32, rows, cols int) {
 		if len(x) != rows*cols || rows != T {
-			t.Errorf("%v: tap with %d values for %d×%d", p, len(x), rows, cols)
+			t.Errorf("tap %d with %d values for %d×%d", in, len(x), rows, cols)
 		}
-		if _, dup := got[p]; dup {
-			t.Errorf("%v: tapped twice", p)
+		if _, dup := got[in]; dup {
+			t.Errorf("tap %d twice", in)
 		}
-		got[p] = append([]float32(nil), x...)
-	}, nil)
+		got[in] = append([]float32(nil), x...)
+	})
 	taps := naiveTaps{}
 	m.naiveLayer(0, hs, 0, taps)
-	for _, p := range []config.Part{config.PartQ, config.PartO, config.PartGate, config.PartDown} {
+	spec := mod.Layer(0)
+	for _, lin := range spec.Linears {
+		_, p, _ := config.ParseLayerTensor(lin.Name)
+		if p != config.PartQ && p != config.PartO && p != config.PartGate && p != config.PartDown {
+			continue
+		}
 		var flat []float64
 		for _, row := range taps[p] {
 			flat = append(flat, row...)
 		}
-		if len(got[p]) != len(flat) {
-			t.Fatalf("%v: tap saw %d values, want %d", p, len(got[p]), len(flat))
+		if len(got[lin.Input]) != len(flat) {
+			t.Fatalf("%v (tap %d %s): saw %d values, want %d", p, lin.Input, spec.Inputs[lin.Input], len(got[lin.Input]), len(flat))
 		}
-		if e := relErr(got[p], flat); e > 1e-5 {
+		if e := relErr(got[lin.Input], flat); e > 1e-5 {
 			t.Errorf("%v: tap input differs from the naive model by %.3g", p, e)
 		}
+	}
+	if len(got) != 4 {
+		t.Errorf("%d taps, want 4", len(got))
 	}
 	var flat []float64
 	for _, row := range hs {
@@ -492,81 +513,49 @@ func TestTapsAndLinearViews(t *testing.T) {
 	}
 }
 
+// badWeights serves a set's tensors but one with a wrong shape or missing.
+type badWeights struct {
+	base  prunedWeights
+	name  string
+	shape [2]int // {0, 0}: missing
+}
+
+func (w badWeights) Mat(name string) (tensor.Mat, error) {
+	if name != w.name {
+		return w.base.Mat(name)
+	}
+	if w.shape == [2]int{} {
+		return tensor.Mat{}, fmt.Errorf("tensor %q: %w", name, safetensors.ErrMissingTensor)
+	}
+	return tensor.F32Mat(w.shape[0], w.shape[1], make([]float32, w.shape[0]*w.shape[1])), nil
+}
+
 func TestLoadBlockErrors(t *testing.T) {
 	v := variants[0]
-	m, _ := writeRandomModel(t, v.json, v.dt, 3)
-	cfg := m.cfg
-	get := func(bad string, shape []int64) Getter {
-		return func(name string) ([]float32, []int64, error) {
-			w, ok := m.w[name]
-			if !ok || name == bad && shape == nil {
-				return nil, nil, fmt.Errorf("tensor %q: %w", name, safetensors.ErrMissingTensor)
-			}
-			_, p, _ := config.ParseLayerTensor(name)
-			sh := cfg.PartShape(p)
-			if name == bad {
-				sh = shape
-			}
-			f := make([]float32, len(w))
-			for i := range w {
-				f[i] = float32(w[i])
-			}
-			return f, sh, nil
-		}
+	_, set := writeRandomModel(t, v.json, v.dt, 3)
+	cfg, _, err := arch.Parse([]byte(v.json))
+	if err != nil {
+		t.Fatal(err)
 	}
+	mod, err := New(set, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := prunedWeights{base: mod.Weights()}
 	k := config.LayerTensor(1, config.PartK)
-	if _, err := NewBlock(cfg, 1, get(k, []int64{64, 32})); err == nil {
+	if _, err := mod.LoadBlock(1, badWeights{base, k, [2]int{64, 32}}); err == nil {
 		t.Fatal("wrong shape accepted")
 	} else if !errors.Is(err, ErrShape) || !strings.Contains(err.Error(), k) || !strings.Contains(err.Error(), "layer 1") {
 		t.Fatalf("error %q should name layer 1 and %s and wrap ErrShape", err, k)
 	}
-	if _, err := NewBlock(cfg, 1, get(k, nil)); err == nil || !errors.Is(err, safetensors.ErrMissingTensor) {
+	n := config.LayerTensor(1, config.PartInputNorm)
+	if _, err := mod.LoadBlock(1, badWeights{base, n, [2]int{1, 63}}); err == nil || !errors.Is(err, ErrShape) || !strings.Contains(err.Error(), n) {
+		t.Fatalf("wrong norm shape: error %v", err)
+	}
+	if _, err := mod.LoadBlock(1, badWeights{base, k, [2]int{}}); err == nil || !errors.Is(err, safetensors.ErrMissingTensor) {
 		t.Fatalf("missing tensor: error %v", err)
 	}
-	if _, err := NewBlock(cfg, 1, get("", nil)); err != nil {
+	if _, err := mod.LoadBlock(1, base); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestLoadBlockInto: reloading into an old block gives the same weights as a
-// fresh load, across layers and across models of other sizes.
-func TestLoadBlockInto(t *testing.T) {
-	mA, setA := writeRandomModel(t, variants[8].json, variants[8].dt, 11) // qwen2, biases
-	mB, setB := writeRandomModel(t, variants[4].json, variants[4].dt, 12) // MQA, head_dim 24
-	var b *Block
-	var err error
-	for _, step := range []struct {
-		m     *naiveModel
-		set   *safetensors.Set
-		layer int
-	}{{mA, setA, 0}, {mA, setA, 1}, {mB, setB, 1}, {mA, setA, 0}} {
-		b, err = LoadBlockInto(b, step.set, step.m.cfg, step.layer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range config.Linears {
-			want := step.m.get(config.LayerTensor(step.layer, p))
-			got := b.Linear(p).Data
-			if len(got) != len(want) {
-				t.Fatalf("layer %d %v: %d values, want %d", step.layer, p, len(got), len(want))
-			}
-			for i := range want {
-				if float64(got[i]) != want[i] {
-					t.Fatalf("layer %d %v[%d] = %g, want %g", step.layer, p, i, got[i], want[i])
-				}
-			}
-		}
-		if (b.bqkv != nil) != step.m.cfg.AttentionBias {
-			t.Fatalf("bias present %v, config %v", b.bqkv != nil, step.m.cfg.AttentionBias)
-		}
-		if b.bqkv != nil {
-			want := step.m.get(config.LayerTensor(step.layer, config.PartVBias))
-			got := b.bqkv[len(b.bqkv)-len(want):]
-			for i := range want {
-				if float64(got[i]) != want[i] {
-					t.Fatalf("v bias[%d] = %g, want %g", i, got[i], want[i])
-				}
-			}
-		}
 	}
 }

@@ -2,31 +2,33 @@ package model
 
 import (
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
-// runModel embeds ids (one sequence per row of nseq), runs every block and
-// returns the final hidden states.
-func runModel(t testing.TB, set *safetensors.Set, cfg *config.Config, ids []int32, nseq, seqlen int) []float32 {
+// runModel embeds ids (one sequence per row of nseq), runs every block of the model of
+// set and cfg and returns the model and the final hidden states.
+func runModel(t testing.TB, set *safetensors.Set, cfg *config.Config, ids []int32, nseq, seqlen int) (*Model, []float32) {
 	t.Helper()
-	h := make([]float32, len(ids)*cfg.HiddenSize)
-	if err := Embed(set, cfg, ids, h); err != nil {
+	m, err := New(set, cfg, Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	rope := NewRope(cfg, seqlen)
-	var s Scratch
+	h := make([]float32, len(ids)*cfg.HiddenSize)
+	if err := m.Embed(ids, h); err != nil {
+		t.Fatal(err)
+	}
 	for l := range cfg.NumLayers {
-		b, err := LoadBlock(set, cfg, l)
+		b, err := m.LoadBlock(l, m.Weights())
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.Forward(h, nseq, seqlen, rope, nil, &s)
+		b.Forward(h, nseq, seqlen, nil)
 	}
-	return h
+	return m, h
 }
 
 // TestTransformersLogits compares the logits of tiny-llama-a with those
@@ -34,7 +36,7 @@ func runModel(t testing.TB, set *safetensors.Set, cfg *config.Config, ids []int3
 func TestTransformersLogits(t *testing.T) {
 	modelDir := sharedPath(t, "models/tiny-llama-a")
 	refPath := sharedPath(t, "reference/tiny-llama-a/transformers_logits.safetensors")
-	cfg, err := config.Load(filepath.Join(modelDir, "config.json"))
+	cfg, _, err := arch.LoadDir(modelDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +74,8 @@ func TestTransformersLogits(t *testing.T) {
 	if len(want) != T*cfg.VocabSize {
 		t.Fatalf("logits has %d values, want %d×%d", len(want), T, cfg.VocabSize)
 	}
-	h := runModel(t, set, cfg, ids, 1, T)
-	head, err := LoadHead(set, cfg)
+	m, h := runModel(t, set, cfg, ids, 1, T)
+	head, err := m.Head()
 	if err != nil {
 		t.Fatal(err)
 	}

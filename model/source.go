@@ -6,14 +6,16 @@ import (
 
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/tensor"
 )
 
-// Source is where the model's tensors come from: a plain safetensors
-// directory (SetSource) or any dense view of one, such as transform's
-// Reader over a compressed-tensors packed directory. Names are the dense
-// tensor names; Bytes is the dense little-endian row-major data, which may be
-// a read-only view into a memory map. Release drops a tensor's resident pages
-// once it has been widened.
+// Source is where the model's tensors come from: a plain safetensors directory
+// (SetSource) or any dense view of one, such as transform's Reader over a
+// compressed-tensors packed directory. Names are the dense tensor names; Bytes is the
+// dense little-endian row-major data in the stored dtype, which should be a read-only
+// view into a memory map (the model computes from it without copying). Release drops
+// a tensor's resident pages once a layer is done with it.
 type Source interface {
 	DType(name string) (dtype.DType, bool)
 	Shape(name string) ([]int64, bool)
@@ -56,8 +58,8 @@ func (s setSource) Bytes(name string) ([]byte, error) {
 
 func (s setSource) Release(name string) { s.set.Release(name) }
 
-// lookup returns the dtype and shape of name, or the source's error for a
-// missing tensor (wrapping safetensors.ErrMissingTensor).
+// lookup returns the dtype and shape of name, or the source's error for a missing
+// tensor (wrapping safetensors.ErrMissingTensor).
 func lookup(src Source, name string) (dtype.DType, []int64, error) {
 	dt, ok1 := src.DType(name)
 	shape, ok2 := src.Shape(name)
@@ -70,33 +72,21 @@ func lookup(src Source, name string) (dtype.DType, []int64, error) {
 	return dt, shape, nil
 }
 
-// readFloat32 widens tensor name (dtype dt) of src into dst, which must hold
-// exactly its elements. A safetensors set is read straight from its mapping.
-func readFloat32(src Source, name string, dt dtype.DType, dst []float32) error {
-	if !dt.IsFloat() {
-		return fmt.Errorf("tensor %q: dtype %s is not a float type: %w", name, dt, ErrUnsupported)
-	}
-	if s, ok := src.(setSource); ok {
-		t, err := s.set.Get(name)
-		if err != nil {
-			return err
-		}
-		return t.ReadFloat32(dst)
-	}
-	b, err := src.Bytes(name)
-	if err != nil {
-		return err
-	}
-	if err := dtype.ToFloat32(dst, b, dt); err != nil {
-		return fmt.Errorf("tensor %q: %w", name, err)
-	}
-	return nil
-}
+// sourceWeights serves a Source as pipeline.Weights: each tensor a tensor.Mat view of
+// its stored bytes (no copy for a memory-mapped source).
+type sourceWeights struct{ src Source }
 
-func numelOf(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
+func (w sourceWeights) Mat(name string) (tensor.Mat, error) {
+	dt, shape, err := lookup(w.src, name)
+	if err != nil {
+		return tensor.Mat{}, err
 	}
-	return n
+	if !dt.IsFloat() {
+		return tensor.Mat{}, fmt.Errorf("tensor %q: dtype %s is not a float type: %w", name, dt, ErrUnsupported)
+	}
+	b, err := w.src.Bytes(name)
+	if err != nil {
+		return tensor.Mat{}, err
+	}
+	return pipeline.TensorMat(name, dt, shape, b)
 }

@@ -26,7 +26,7 @@ func (r *run) layer(ctx context.Context, l int) error {
 	if r.needFwd {
 		t0 := time.Now()
 		var err error
-		if acc, err = r.denseForward(ctx, spec); err != nil {
+		if acc, err = r.denseForward(ctx, spec, &lr); err != nil {
 			return err
 		}
 		lr.DenseSeconds = time.Since(t0).Seconds()
@@ -78,7 +78,7 @@ func (r *run) layer(ctx context.Context, l int) error {
 // windows at a time, and returns the statistics of its linears' inputs. The block's output
 // is not needed (the pruned pass computes the next layer's input), so only what the
 // statistics need is computed.
-func (r *run) denseForward(ctx context.Context, spec LayerSpec) (*accumulator, error) {
+func (r *run) denseForward(ctx context.Context, spec LayerSpec, lr *LayerReport) (*accumulator, error) {
 	l := spec.Index
 	blk, err := r.opt.Model.LoadBlock(l, r.src)
 	if err != nil {
@@ -107,6 +107,17 @@ func (r *run) denseForward(ctx context.Context, spec LayerSpec) (*accumulator, e
 	}
 	if acc.err != nil {
 		return nil, fmt.Errorf("layer %d: %w", l, acc.err)
+	}
+	if ec, ok := blk.(ExpertCounter); ok {
+		lr.ExpertTokens = ec.ExpertTokens()
+		for e, n := range lr.ExpertTokens {
+			if n == 0 {
+				lr.EmptyExperts = append(lr.EmptyExperts, e)
+			}
+		}
+		if len(lr.EmptyExperts) > 0 {
+			r.log.Warn("experts got no calibration token: their statistics are zero", "layer", l, "experts", fmt.Sprint(lr.EmptyExperts))
+		}
 	}
 	return acc, nil
 }

@@ -56,6 +56,13 @@ type Block interface {
 	ForwardStats(h []float32, nseq, seqlen int, tap Tap)
 }
 
+// ExpertCounter is implemented by the blocks of mixture-of-experts layers: the calibration
+// tokens the router sent to each expert (top-k choices) over the ForwardStats calls since
+// the block was loaded.
+type ExpertCounter interface {
+	ExpertTokens() []int64
+}
+
 // Model gives the runner what it needs of the network: its layers' layout, embeddings, and
 // blocks, one at a time.
 type Model interface {

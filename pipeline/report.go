@@ -28,6 +28,10 @@ type AllocationReport struct {
 
 // LayerReport is one decoder layer's timing.
 type LayerReport struct {
+	// ExpertTokens are the calibration tokens routed to each expert of a mixture-of-experts
+	// layer in its dense pass; EmptyExperts those that got none (their statistics are zero).
+	ExpertTokens []int64 `json:"expert_tokens,omitempty"`
+	EmptyExperts []int   `json:"empty_experts,omitempty"`
 	Layer        int     `json:"layer"`
 	Seconds      float64 `json:"seconds"`
 	DenseSeconds float64 `json:"dense_forward_seconds"`

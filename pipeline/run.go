@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -255,7 +254,8 @@ func (r *run) target(name string) Target {
 
 // info describes linear lin of layer l to the stages.
 func (r *run) info(l int, lin LinearSpec) LayerInfo {
-	return LayerInfo{Layer: l, Tensor: lin.Name, Part: path.Base(lin.Module), ModelType: r.cfg.ModelType,
+	part := lin.Module[strings.LastIndexByte(lin.Module, '.')+1:]
+	return LayerInfo{Layer: l, Tensor: lin.Name, Part: part, Expert: lin.Expert, ModelType: r.cfg.ModelType,
 		Hidden: r.cfg.HiddenSize, Intermediate: r.cfg.IntermediateSize, NumLayers: r.cfg.NumLayers}
 }
 

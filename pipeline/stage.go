@@ -197,7 +197,9 @@ func (m *Mask) Apply(w Matrix) {
 type LayerInfo struct {
 	Layer  int    // decoder layer index
 	Tensor string // HF tensor name, e.g. "model.layers.3.self_attn.q_proj.weight"
-	Part   string // "q_proj", "k_proj", ..., "down_proj"
+	Part   string // the module's last name: "q_proj", ..., "down_proj", "w1", "qkv_proj"
+	// Expert is the mixture-of-experts expert the tensor belongs to, -1 if none.
+	Expert int
 	// ModelType, Hidden and Intermediate describe the model (for metrics that need them).
 	ModelType            string
 	Hidden, Intermediate int

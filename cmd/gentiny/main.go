@@ -1,9 +1,9 @@
-// Command gentiny writes a random LLaMA-family model in Hugging Face layout
-// (see package github.com/wanda-go/wanda/internal/modelgen): a tiny one by
-// default, or a full-size shape with -preset:
+// Command gentiny writes a random model of any architecture in the table (model/arch)
+// in Hugging Face layout (see package github.com/wanda-go/wanda/internal/modelgen): a
+// tiny one by default, or a full-size shape with -preset (see -help for the list:
+// LLaMA 2/3 up to llama3-405b, Mistral, Qwen2/3, Phi-3, Gemma 2/3, Mixtral, Qwen MoE):
 //
-//	go run ./cmd/gentiny -out DIR [-preset llama-7b|llama-13b|llama3-8b|mistral-7b|qwen2-7b]
-//	    [-arch llama|mistral|qwen2] [-layers N] [-hidden H] [-intermediate I] [-heads A]
+//	go run ./cmd/gentiny -out DIR [-preset NAME] [-arch TYPE] [-layers N] [-hidden H] [-intermediate I] [-heads A]
 //	    [-kv-heads K] [-head-dim D] [-vocab V] [-max-pos P] [-dtype bf16|f16|f32] [-tied]
 //	    [-rope-scaling none|linear|llama3] [-rope-theta T] [-rms-norm-eps E]
 //	    [-max-shard-bytes N] [-seed S] [-workers W] [-v]
@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/wanda-go/wanda/internal/modelgen"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 func main() {
@@ -32,7 +33,8 @@ func main() {
 	out := flag.String("out", "", "output directory (created if needed; required)")
 	preset := flag.String("preset", "", "start from a full-size shape: "+strings.Join(modelgen.Presets(), ", "))
 	verbose := flag.Bool("v", false, "print the bytes written and the time taken")
-	flag.StringVar(&f.Arch, "arch", d.Arch, "model_type: llama, mistral or qwen2")
+	flag.StringVar(&f.Arch, "arch", d.Arch, "model_type: "+strings.Join(arch.Supported(), ", "))
+	flag.IntVar(&f.Experts, "experts", 0, "experts per sparse layer (mixtral, qwen2_moe, qwen3_moe; 0: 4, or the preset's)")
 	flag.IntVar(&f.Layers, "layers", d.Layers, "number of decoder layers")
 	flag.IntVar(&f.Hidden, "hidden", d.Hidden, "hidden size")
 	flag.IntVar(&f.Intermediate, "intermediate", d.Intermediate, "MLP intermediate size")
@@ -85,6 +87,7 @@ func main() {
 		}
 	}
 	copyIf("arch", &o.Arch, &f.Arch)
+	copyIf("experts", &o.Experts, &f.Experts)
 	copyIf("layers", &o.Layers, &f.Layers)
 	copyIf("hidden", &o.Hidden, &f.Hidden)
 	copyIf("intermediate", &o.Intermediate, &f.Intermediate)

@@ -15,11 +15,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/textdata"
 	"github.com/wanda-go/wanda/format/tokenizer"
 	"github.com/wanda-go/wanda/model"
+	"github.com/wanda-go/wanda/model/arch"
 	"github.com/wanda-go/wanda/stages/eval"
 	"github.com/wanda-go/wanda/tensor"
 	"github.com/wanda-go/wanda/transform"
@@ -93,7 +93,7 @@ func runEval(c *cli.Context) error {
 		stderr = os.Stderr
 	}
 
-	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	cfg, _, err := arch.LoadDir(dir)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/wanda-go/wanda/format/peft"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/model/arch"
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/transform"
 )
@@ -24,7 +25,11 @@ func finishOutput(c *cli.Context, cfg *config.Config, dir string, rep *pipeline.
 		return err
 	}
 	base, _ := filepath.Abs(c.String("out"))
-	if err := peft.WriteTemplate(dir, cfg, base); err != nil {
+	a, err := arch.Complete(cfg)
+	if err != nil {
+		return err
+	}
+	if err := peft.WriteTemplate(dir, a.LoRATargets(cfg), base); err != nil {
 		return err
 	}
 	if !c.Bool("pack") {

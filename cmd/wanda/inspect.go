@@ -16,6 +16,7 @@ import (
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/model/arch"
 	"github.com/wanda-go/wanda/transform"
 )
 
@@ -123,7 +124,7 @@ type inspectTotals struct {
 
 // inspectModel scans the model in dir (dense or packed).
 func inspectModel(dir string) (*inspectReport, error) {
-	cfg, err := config.Load(filepath.Join(dir, "config.json"))
+	cfg, _, err := arch.LoadDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -121,6 +121,9 @@ func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt 
 	if opt.RunningStats {
 		key = append(key, "stats=running")
 	}
+	if ms := c.String("moe-stats"); ms != "all" {
+		key = append(key, "moe-stats="+ms)
+	}
 	if m := opt.Method.Metric; m != nil {
 		key = append(key, fmt.Sprintf("metric=%+v", m))
 	}

@@ -58,6 +58,7 @@ func pruneFlags() []cli.Flag {
 		&cli.StringFlag{Name: "calib-tokens", Usage: "safetensors file holding ready token windows [N, T] (integer tensor)"},
 		&cli.StringFlag{Name: "calib-key", Usage: "tensor name inside --calib-tokens"},
 		&cli.IntFlag{Name: "nsamples", Value: 128, Usage: "number of calibration windows"},
+		&cli.StringFlag{Name: "moe-stats", Value: "all", Usage: "mixture-of-experts statistics: all (every expert sees every token, as llm-compressor's moe_calibrate_all_experts) or routed (only the tokens routed to it)"},
 		&cli.IntFlag{Name: "seqlen", Usage: "tokens per calibration window (default: max_position_embeddings, capped at 4096)"},
 		&cli.Int64Flag{Name: "seed", Value: 0, Usage: "seed of the calibration sampler (Python random, as the reference)"},
 		&cli.StringFlag{Name: "max-shard-size", Value: "5GB", Usage: "largest output shard (e.g. 2GB, 500MiB); 0 = one file"},
@@ -238,22 +239,22 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		ActivationBudget: budget, ScratchDir: c.String("scratch-dir"), ChunkTokens: c.Int("chunk-tokens"),
 		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: console.Progress, MemoryLimit: memLimit,
 	}
+	if opt.Model, err = newModel(set, cfg, c.String("moe-stats")); err != nil {
+		return err
+	}
 	if err := methodExtras(c, cfg, set, &opt); err != nil {
 		return err
 	}
 	needCalib := method.NeedsStats() || opt.Allocator != nil
-	seqlen := 0
 	if needCalib {
 		windows, info, err := loadCalibration(c, cfg)
 		if err != nil {
 			return err
 		}
 		opt.Calib, opt.CalibInfo = windows, info
-		seqlen = info.SeqLen
 	} else if c.IsSet("calib") || c.IsSet("calib-tokens") {
 		slog.Warn("the method uses no calibration data; ignoring it", "method", methodName)
 	}
-	opt.Model = newFwdModel(set, cfg, seqlen)
 	if c.Bool("pack") {
 		// The packed copy is written beside the dense one before it replaces it.
 		for _, name := range set.Names() {

@@ -16,18 +16,34 @@ var (
 	// ErrInvalid: the file is not valid JSON, or a field is missing, has the
 	// wrong type, or is inconsistent with another field.
 	ErrInvalid = errors.New("invalid config")
-	// ErrUnsupportedArch: model_type names an architecture wanda does not handle.
+	// ErrUnsupportedArch: model_type names an architecture wanda does not handle
+	// (returned by the architecture table, model/arch; Parse accepts any model_type).
 	ErrUnsupportedArch = errors.New("unsupported architecture")
 	// ErrUnsupported: a valid configuration that uses a feature wanda does not
-	// implement (mlp_bias, an activation other than silu, an unknown rope_scaling type).
+	// implement (an unknown rope_scaling type or torch_dtype here; mlp_bias or an
+	// activation the architecture table refuses).
 	ErrUnsupported = errors.New("unsupported configuration")
 )
 
-// Supported model_type values.
+// Some model_type values (the architecture table, package model/arch, says which are
+// supported).
 const (
-	TypeLlama   = "llama"
-	TypeMistral = "mistral"
-	TypeQwen2   = "qwen2"
+	TypeLlama      = "llama"
+	TypeMistral    = "mistral"
+	TypeQwen2      = "qwen2"
+	TypeQwen3      = "qwen3"
+	TypeMixtral    = "mixtral"
+	TypeQwen2MoE   = "qwen2_moe"
+	TypeQwen3MoE   = "qwen3_moe"
+	TypePhi3       = "phi3"
+	TypeGemma2     = "gemma2"
+	TypeGemma3Text = "gemma3_text"
+)
+
+// Attention kinds of LayerTypes.
+const (
+	FullAttention    = "full_attention"
+	SlidingAttention = "sliding_attention"
 )
 
 // maxDim bounds every size field so that products of two sizes fit in int64
@@ -50,34 +66,72 @@ type RopeScaling struct {
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
 }
 
-// Config is the validated configuration of a LLaMA-family decoder-only model.
+// Config is the configuration of a decoder-only model: the typed fields of its
+// config.json. Parse fills what the file says (and the defaults every type shares);
+// the architecture table (package model/arch) then fills the defaults of the model's
+// type and resolves the per-layer fields, so that the code computing with a model reads
+// only typed fields, never Raw.
 type Config struct {
-	ModelType             string   // "llama" | "mistral" | "qwen2"
+	ModelType             string   // e.g. "llama", "qwen3_moe", "gemma2"
 	Architectures         []string // e.g. ["LlamaForCausalLM"]; may be empty
 	HiddenSize            int
-	IntermediateSize      int
+	IntermediateSize      int // intermediate_size (the dense MLP's)
 	NumLayers             int // num_hidden_layers
 	NumHeads              int // num_attention_heads
 	NumKVHeads            int // num_key_value_heads; defaults to NumHeads
-	HeadDim               int // head_dim; defaults to HiddenSize/NumHeads
+	HeadDim               int // head_dim; 0 when absent (the type decides)
 	VocabSize             int
-	MaxPositionEmbeddings int // defaults per model_type as in transformers (2048, 131072, 32768)
+	MaxPositionEmbeddings int // 0 when absent (the type decides)
 
-	RMSNormEps  float64      // rms_norm_eps; default 1e-6
-	RopeTheta   float64      // rope_theta; default 10000
+	RMSNormEps  float64      // rms_norm_eps; 0 when absent (the type decides)
+	RopeTheta   float64      // rope_theta (or rope_parameters.rope_theta); 0 when absent
 	RopeScaling *RopeScaling // nil when none
+	// PartialRotaryFactor is the fraction of head_dim that rotary embeddings rotate
+	// (partial_rotary_factor); 0 when absent (the whole head).
+	PartialRotaryFactor float64
+	// RopeLocalBaseFreq is rope_local_base_freq (Gemma 3's sliding layers); 0 when absent.
+	RopeLocalBaseFreq float64
 
-	TieWordEmbeddings bool   // default false; when true lm_head reuses embed_tokens
-	AttentionBias     bool   // q/k/v projections carry a bias: qwen2 always, llama per "attention_bias", mistral never
-	MLPBias           bool   // always false after a successful Parse (true is rejected)
+	TieWordEmbeddings bool   // tie_word_embeddings; false when absent (see Has)
+	AttentionBias     bool   // q/k/v projections carry a bias (attention_bias, or qkv_bias)
+	MLPBias           bool   // mlp_bias
+	HiddenAct         string // hidden_activation, else hidden_act; "" when absent
 	TorchDType        string // "bfloat16" | "float16" | "float32", or "" when the file does not say
 
 	BOSTokenID, EOSTokenID int // -1 if absent; a list of eos ids yields the first
-	SlidingWindow          int // mistral/qwen2 sliding-window attention span, 0 if none (informational)
+
+	// Sliding-window attention. SlidingWindow is sliding_window (0 when absent or null);
+	// once the type has resolved it, it is the span of the layers whose LayerTypes entry
+	// is SlidingAttention, and 0 when no layer slides.
+	SlidingWindow        int
+	UseSlidingWindow     bool     // use_sliding_window
+	MaxWindowLayers      int      // max_window_layers; 0 when absent
+	SlidingWindowPattern int      // sliding_window_pattern (or _sliding_window_pattern); 0 when absent
+	LayerTypes           []string // layer_types; once resolved one entry per layer (FullAttention or SlidingAttention)
+
+	// Gemma's attention and output.
+	QueryPreAttnScalar    float64 // query_pre_attn_scalar: attention scale is its -1/2 power; 0 when absent
+	AttnLogitSoftcapping  float64 // attn_logit_softcapping; 0 when absent or null (none)
+	FinalLogitSoftcapping float64 // final_logit_softcapping; 0 when absent or null (none)
+
+	// Mixture of experts.
+	NumExperts                   int   // num_local_experts or num_experts; 0 for a dense model
+	NumExpertsPerTok             int   // num_experts_per_tok
+	MoEIntermediateSize          int   // moe_intermediate_size (an expert's MLP width; intermediate_size when absent)
+	SharedExpertIntermediateSize int   // shared_expert_intermediate_size; 0 when none
+	NormTopKProb                 bool  // norm_topk_prob: renormalise the top-k routing weights
+	DecoderSparseStep            int   // decoder_sparse_step; 0 when absent
+	MLPOnlyLayers                []int // mlp_only_layers: layers with a dense MLP instead of experts
 
 	// Raw is the whole original JSON object. Numbers are json.Number so that
 	// re-encoding Raw reproduces them exactly.
 	Raw map[string]any
+}
+
+// Has reports whether config.json sets key to something other than null.
+func (c *Config) Has(key string) bool {
+	v, ok := c.Raw[key]
+	return ok && v != nil
 }
 
 // Load reads and parses the config.json at path. Errors are prefixed with path.
@@ -93,7 +147,9 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse parses and validates the bytes of a config.json.
+// Parse parses the bytes of a config.json: every field it knows, checked for type and
+// range. It accepts any model_type; whether wanda supports it is the architecture
+// table's business (model/arch), as are the defaults that depend on the type.
 func Parse(data []byte) (*Config, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -114,16 +170,10 @@ func Parse(data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
+	if !ok || mt == "" {
 		return nil, fmt.Errorf("%w: model_type: missing", ErrInvalid)
 	}
-	switch mt {
-	case TypeLlama, TypeMistral, TypeQwen2:
-		c.ModelType = mt
-	default:
-		return nil, fmt.Errorf("%w: model_type %q (wanda handles %q, %q and %q)",
-			ErrUnsupportedArch, mt, TypeLlama, TypeMistral, TypeQwen2)
-	}
+	c.ModelType = mt
 	if c.Architectures, err = f.strList("architectures"); err != nil {
 		return nil, err
 	}
@@ -164,42 +214,80 @@ func Parse(data []byte) (*Config, error) {
 	}
 	c.NumKVHeads = kv
 
-	hd, ok, err := f.posInt("head_dim")
+	hd, _, err := f.posInt("head_dim")
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		if c.HiddenSize%c.NumHeads != 0 {
-			return nil, fmt.Errorf("%w: head_dim: missing and hidden_size %d is not divisible by num_attention_heads %d",
-				ErrInvalid, c.HiddenSize, c.NumHeads)
-		}
-		hd = c.HiddenSize / c.NumHeads
 	}
 	if int64(hd)*int64(c.NumHeads) > maxDim {
 		return nil, fmt.Errorf("%w: head_dim %d × num_attention_heads %d is implausibly large", ErrInvalid, hd, c.NumHeads)
 	}
 	c.HeadDim = hd
 
-	mp, ok, err := f.posInt("max_position_embeddings")
-	if err != nil {
+	for _, r := range []struct {
+		key string
+		dst *int
+	}{
+		{"max_position_embeddings", &c.MaxPositionEmbeddings},
+		{"max_window_layers", &c.MaxWindowLayers},
+		{"decoder_sparse_step", &c.DecoderSparseStep},
+		{"num_experts_per_tok", &c.NumExpertsPerTok},
+		{"moe_intermediate_size", &c.MoEIntermediateSize},
+	} {
+		if *r.dst, err = f.nonNegInt(r.key); err != nil {
+			return nil, err
+		}
+	}
+	for _, key := range []string{"num_local_experts", "num_experts"} {
+		if n, err := f.nonNegInt(key); err != nil {
+			return nil, err
+		} else if n > 0 {
+			c.NumExperts = n
+			break
+		}
+	}
+	if c.SharedExpertIntermediateSize, err = f.nonNegInt("shared_expert_intermediate_size"); err != nil {
 		return nil, err
 	}
-	if !ok {
-		mp = map[string]int{TypeLlama: 2048, TypeMistral: 4096 * 32, TypeQwen2: 32768}[c.ModelType]
+	for _, key := range []string{"sliding_window_pattern", "_sliding_window_pattern"} {
+		if n, err := f.nonNegInt(key); err != nil {
+			return nil, err
+		} else if n > 0 && c.SlidingWindowPattern == 0 {
+			c.SlidingWindowPattern = n
+		}
 	}
-	c.MaxPositionEmbeddings = mp
+	if c.MLPOnlyLayers, err = f.intList("mlp_only_layers"); err != nil {
+		return nil, err
+	}
+	if c.LayerTypes, err = f.strList("layer_types"); err != nil {
+		return nil, err
+	}
 
-	if c.RMSNormEps, err = f.posFloat("rms_norm_eps", 1e-6); err != nil {
-		return nil, err
+	for _, r := range []struct {
+		key string
+		dst *float64
+	}{
+		{"rms_norm_eps", &c.RMSNormEps},
+		{"partial_rotary_factor", &c.PartialRotaryFactor},
+		{"rope_local_base_freq", &c.RopeLocalBaseFreq},
+		{"query_pre_attn_scalar", &c.QueryPreAttnScalar},
+		{"attn_logit_softcapping", &c.AttnLogitSoftcapping},
+		{"final_logit_softcapping", &c.FinalLogitSoftcapping},
+	} {
+		if *r.dst, err = f.posFloat(r.key, 0); err != nil {
+			return nil, err
+		}
+	}
+	if c.PartialRotaryFactor > 1 {
+		return nil, fmt.Errorf("%w: partial_rotary_factor: %g exceeds 1", ErrInvalid, c.PartialRotaryFactor)
 	}
 
 	// transformers 5 may move rope_theta and the scaling into "rope_parameters".
 	ropeParams, hasRopeParams := raw["rope_parameters"].(map[string]any)
 	if _, present := raw["rope_theta"]; !present && hasRopeParams {
-		if c.RopeTheta, err = (fields{m: ropeParams, prefix: "rope_parameters."}).posFloat("rope_theta", 10000); err != nil {
+		if c.RopeTheta, err = (fields{m: ropeParams, prefix: "rope_parameters."}).posFloat("rope_theta", 0); err != nil {
 			return nil, err
 		}
-	} else if c.RopeTheta, err = f.posFloat("rope_theta", 10000); err != nil {
+	} else if c.RopeTheta, err = f.posFloat("rope_theta", 0); err != nil {
 		return nil, err
 	}
 	if v, present := raw["rope_scaling"]; present && v != nil {
@@ -212,29 +300,33 @@ func Parse(data []byte) (*Config, error) {
 		}
 	}
 
-	if c.TieWordEmbeddings, err = f.boolean("tie_word_embeddings", false); err != nil {
-		return nil, err
-	}
-	switch c.ModelType {
-	case TypeQwen2:
-		c.AttentionBias = true
-	case TypeLlama:
-		if c.AttentionBias, err = f.boolean("attention_bias", false); err != nil {
+	for _, r := range []struct {
+		key string
+		dst *bool
+	}{
+		{"tie_word_embeddings", &c.TieWordEmbeddings},
+		{"attention_bias", &c.AttentionBias},
+		{"mlp_bias", &c.MLPBias},
+		{"use_sliding_window", &c.UseSlidingWindow},
+		{"norm_topk_prob", &c.NormTopKProb},
+	} {
+		if *r.dst, err = f.boolean(r.key, false); err != nil {
 			return nil, err
 		}
 	}
-	if c.MLPBias, err = f.boolean("mlp_bias", false); err != nil {
-		return nil, err
+	if f.m["qkv_bias"] != nil {
+		if c.AttentionBias, err = f.boolean("qkv_bias", false); err != nil {
+			return nil, err
+		}
 	}
-	if c.MLPBias {
-		return nil, fmt.Errorf("%w: mlp_bias: true (MLP projections with bias are not supported)", ErrUnsupported)
-	}
-	act, ok, err := f.str("hidden_act")
-	if err != nil {
-		return nil, err
-	}
-	if ok && act != "silu" {
-		return nil, fmt.Errorf("%w: hidden_act %q (only \"silu\" is supported)", ErrUnsupported, act)
+	for _, key := range []string{"hidden_activation", "hidden_act"} {
+		act, ok, err := f.str(key)
+		if err != nil {
+			return nil, err
+		}
+		if ok && c.HiddenAct == "" {
+			c.HiddenAct = act
+		}
 	}
 
 	key := "torch_dtype"
@@ -260,22 +352,8 @@ func Parse(data []byte) (*Config, error) {
 	if c.EOSTokenID, err = f.tokenID("eos_token_id"); err != nil {
 		return nil, err
 	}
-
-	switch c.ModelType {
-	case TypeMistral:
-		if c.SlidingWindow, err = f.nonNegInt("sliding_window"); err != nil {
-			return nil, err
-		}
-	case TypeQwen2:
-		use, err := f.boolean("use_sliding_window", false)
-		if err != nil {
-			return nil, err
-		}
-		if use {
-			if c.SlidingWindow, err = f.nonNegInt("sliding_window"); err != nil {
-				return nil, err
-			}
-		}
+	if c.SlidingWindow, err = f.nonNegInt("sliding_window"); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -527,4 +605,28 @@ func (c *Config) String() string {
 		b.WriteString(", " + c.TorchDType)
 	}
 	return b.String()
+}
+
+// intList reads a list of non-negative integers; absent or null gives nil.
+func (f fields) intList(key string) ([]int, error) {
+	v, present := f.m[key]
+	if !present || v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: want an array of integers, got %s", ErrInvalid, f.prefix+key, jsonKind(v))
+	}
+	out := make([]int, len(list))
+	for i, e := range list {
+		n, err := integer(fmt.Sprintf("%s[%d]", f.prefix+key, i), e)
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 || n > maxDim {
+			return nil, fmt.Errorf("%w: %s[%d]: out of range: %d", ErrInvalid, f.prefix+key, i, n)
+		}
+		out[i] = int(n)
+	}
+	return out, nil
 }

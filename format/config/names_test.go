@@ -67,7 +67,8 @@ func TestLayerTensorNames(t *testing.T) {
 func TestShapesGQA(t *testing.T) {
 	// hidden 64, 4 heads of 16, 2 KV heads, intermediate 128, qwen2 (biases).
 	c, err := Parse([]byte(`{"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
-		"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,"tie_word_embeddings":true}`))
+		"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"vocab_size":100,"tie_word_embeddings":true,
+		"attention_bias":true}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package peft
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -237,5 +238,28 @@ func TestWriteTemplate(t *testing.T) {
 	c, err := ParseConfig(b)
 	if err != nil || c.BaseModelNameOrPath != dir {
 		t.Errorf("template: %v %+v", err, c)
+	}
+}
+
+func TestAdapterTemplateTargets(t *testing.T) {
+	b := AdapterTemplate(&Targets{Modules: []string{"q_proj", "k_proj"}, Parameters: []string{"mlp.experts.gate_up_proj", "mlp.experts.down_proj"}}, "m")
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := m["target_parameters"].([]any)
+	if len(tp) != 2 || tp[0] != "mlp.experts.gate_up_proj" || m["lora_dropout"] != 0.0 {
+		t.Errorf("target_parameters %v, dropout %v", m["target_parameters"], m["lora_dropout"])
+	}
+	if tm, _ := m["target_modules"].([]any); len(tm) != 2 || tm[1] != "k_proj" {
+		t.Errorf("target_modules %v", m["target_modules"])
+	}
+	// Without parameters the key is absent (the LLaMA template is unchanged).
+	b = AdapterTemplate(&Targets{Modules: []string{"qkv_proj"}}, "m")
+	if strings.Contains(string(b), "target_parameters") || !strings.Contains(string(b), `"lora_dropout": 0.05`) {
+		t.Errorf("template %s", b)
+	}
+	if !bytes.Equal(AdapterTemplate(nil, "m"), AdapterTemplate(LlamaTargets(), "m")) {
+		t.Error("nil targets differ from the LLaMA ones")
 	}
 }

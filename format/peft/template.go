@@ -21,14 +21,33 @@ const (
 	TemplateName = ConfigName
 )
 
-// WriteTemplate writes AdapterTemplate(cfg, baseModel) to
-// modelDir/TemplateDir/TemplateName, creating the subdirectory.
-func WriteTemplate(modelDir string, cfg *config.Config, baseModel string) error {
+// Targets are the LoRA targets of a pruned model, as PEFT names them: Modules for
+// target_modules (each matches the modules whose path ends with it, e.g. "q_proj"), and
+// Parameters for target_parameters (nn.Parameters PEFT adapts directly, e.g. the 3-D
+// fused expert weights "mlp.experts.gate_up_proj" of mixture-of-experts models in
+// transformers 5; PEFT then requires lora_dropout 0).
+type Targets struct {
+	Modules    []string
+	Parameters []string
+}
+
+// LlamaTargets are the seven linears of the LLaMA layout.
+func LlamaTargets() *Targets {
+	t := &Targets{}
+	for _, p := range config.Linears {
+		t.Modules = append(t.Modules, p.String())
+	}
+	return t
+}
+
+// WriteTemplate writes AdapterTemplate(t, baseModel) to modelDir/TemplateDir/TemplateName,
+// creating the subdirectory.
+func WriteTemplate(modelDir string, t *Targets, baseModel string) error {
 	dir := filepath.Join(modelDir, TemplateDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("peft: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, TemplateName), AdapterTemplate(cfg, baseModel), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, TemplateName), AdapterTemplate(t, baseModel), 0o644); err != nil {
 		return fmt.Errorf("peft: %w", err)
 	}
 	return nil
@@ -63,16 +82,19 @@ func (o object) MarshalJSON() ([]byte, error) {
 
 // AdapterTemplate returns an adapter_config.json for LoRA fine-tuning of the
 // pruned model: peft_type LORA, task_type CAUSAL_LM, r 8, lora_alpha 16,
-// lora_dropout 0.05, bias none, fan_in_fan_out false, init_lora_weights true,
-// inference_mode false, target_modules the seven prunable linears
-// (q/k/v/o/gate/up/down_proj, the names come from cfg's tensor table; cfg may
-// be nil) and base_model_name_or_path baseModel. Keys are sorted as PEFT
-// writes them; 2-space indent, trailing newline.
-func AdapterTemplate(cfg *config.Config, baseModel string) []byte {
-	_ = cfg // every supported architecture has the same seven linears
-	targets := make([]string, len(config.Linears))
-	for i, p := range config.Linears {
-		targets[i] = p.String()
+// lora_dropout 0.05 (0 when t has Parameters, which PEFT's parameter wrapper
+// requires), bias none, fan_in_fan_out false, init_lora_weights true,
+// inference_mode false, target_modules t.Modules (nil t: the seven LLaMA linears),
+// target_parameters t.Parameters when there are any, and base_model_name_or_path
+// baseModel. Keys are sorted as PEFT writes them; 2-space indent, trailing newline.
+func AdapterTemplate(t *Targets, baseModel string) []byte {
+	if t == nil {
+		t = LlamaTargets()
+	}
+	targets := append([]string{}, t.Modules...)
+	dropout := 0.05
+	if len(t.Parameters) > 0 {
+		dropout = 0
 	}
 	o := object{
 		{"alpha_pattern", map[string]any{}},
@@ -84,16 +106,27 @@ func AdapterTemplate(cfg *config.Config, baseModel string) []byte {
 		{"layers_pattern", nil},
 		{"layers_to_transform", nil},
 		{"lora_alpha", 16},
-		{"lora_dropout", 0.05},
+		{"lora_dropout", dropout},
 		{"modules_to_save", nil},
 		{"peft_type", "LORA"},
 		{"r", 8},
 		{"rank_pattern", map[string]any{}},
 		{"revision", nil},
 		{"target_modules", targets},
+		{"target_parameters", nil},
 		{"task_type", "CAUSAL_LM"},
 		{"use_dora", false},
 		{"use_rslora", false},
+	}
+	for i := range o {
+		if o[i].k == "target_parameters" {
+			if len(t.Parameters) == 0 {
+				o = append(o[:i], o[i+1:]...)
+			} else {
+				o[i].v = append([]string{}, t.Parameters...)
+			}
+			break
+		}
 	}
 	raw, err := json.Marshal(o)
 	if err != nil {

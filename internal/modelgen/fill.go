@@ -2,6 +2,7 @@ package modelgen
 
 import (
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/wanda-go/wanda/format/config"
@@ -21,20 +22,45 @@ type tensorKind uint8
 const (
 	kindLinear    tensorKind = iota // linears, biases, lm_head: N(0, 0.02²)
 	kindEmbed                       // outlier columns have std 0.02·EmbedOutlierScale
-	kindFinalNorm                   // 1 + N(0, 0.02²)
+	kindFinalNorm                   // 1 + N(0, 0.02²) (every norm without outliers)
 	kindLayerNorm                   // 1 + N(0, 0.02²); outlier channels NormOutlierScale + N(0, 0.02²)
 )
 
+// kindOf is the distribution of tensor name: the embeddings; the norms whose output
+// feeds linears of the residual stream (input_layernorm, post_attention_layernorm,
+// pre_feedforward_layernorm) carry the outlier channels; the other norms (the final
+// one, q/k norms, post_feedforward_layernorm) are plain; everything else is a linear or
+// a bias.
+func kindOf(name string) tensorKind {
+	switch {
+	case name == config.EmbedTokens:
+		return kindEmbed
+	case name == config.FinalNorm:
+		return kindFinalNorm
+	case !strings.HasPrefix(name, "model.layers."):
+		return kindLinear
+	case strings.HasSuffix(name, ".input_layernorm.weight"), strings.HasSuffix(name, ".post_attention_layernorm.weight"),
+		strings.HasSuffix(name, ".pre_feedforward_layernorm.weight"):
+		return kindLayerNorm
+	case strings.HasSuffix(name, "norm.weight"):
+		return kindFinalNorm
+	}
+	return kindLinear
+}
+
 // plan is one tensor being generated: its random stream and how to shape it.
 type plan struct {
-	name   string
-	numel  int64
-	kind   tensorKind
-	state  uint64    // the SplitMix64 state before the tensor's first draw
-	colStd []float64 // kindEmbed: std of every hidden column
-	tw     *safetensors.TensorWriter
-	mu     sync.Mutex
-	left   int64 // chunks not yet written
+	name  string
+	numel int64
+	kind  tensorKind
+	state uint64 // the SplitMix64 state before the tensor's first draw
+	// onePlus: the model applies its norms as x·(1+w) (Gemma), so norm weights are
+	// stored minus one (the effective weights are those of the other models).
+	onePlus bool
+	colStd  []float64 // kindEmbed: std of every hidden column
+	tw      *safetensors.TensorWriter
+	mu      sync.Mutex
+	left    int64 // chunks not yet written
 }
 
 type chunk struct {
@@ -48,7 +74,7 @@ type chunk struct {
 // tensor. Each element's value depends only on the seed, the tensor's name
 // and the element's index (the stream is jumped to the element, see
 // fillRange), so the bytes are those of generating the tensor sequentially.
-func (o Options) writeTensors(w *safetensors.Writer, expected []config.TensorSpec, dt dtype.DType) error {
+func (o Options) writeTensors(w *safetensors.Writer, expected []config.TensorSpec, dt dtype.DType, onePlus bool) error {
 	outliers := o.outliers()
 	embedStd := make([]float64, o.Hidden)
 	for i := range embedStd {
@@ -114,15 +140,11 @@ produce:
 		for _, d := range e.Shape {
 			p.numel *= d
 		}
-		_, part, isLayer := config.ParseLayerTensor(e.Name)
-		switch {
-		case e.Name == config.EmbedTokens:
-			p.kind, p.colStd = kindEmbed, embedStd
-		case e.Name == config.FinalNorm:
-			p.kind = kindFinalNorm
-		case isLayer && (part == config.PartInputNorm || part == config.PartPostAttnNorm):
-			p.kind = kindLayerNorm
+		p.kind = kindOf(e.Name)
+		if p.kind == kindEmbed {
+			p.colStd = embedStd
 		}
+		p.onePlus = onePlus
 		tw, err := w.OpenTensor(e.Name)
 		if err != nil {
 			fail(err)
@@ -199,6 +221,11 @@ func (o Options) fillRange(dst []float32, p *plan, lo int64, outliers []int) {
 			var s float64
 			s, state = normal12(state)
 			dst[i] = float32(weightStd * s)
+		}
+	}
+	if p.onePlus && p.kind != kindLinear && p.kind != kindEmbed {
+		for i := range dst {
+			dst[i]--
 		}
 	}
 	// Keep every value away from zero so that a fresh model has no exact

@@ -12,6 +12,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // Scales of the outlier channels (see the package documentation).
@@ -32,7 +33,7 @@ var ErrOptions = errors.New("gen: invalid options")
 // Heads is set (multi-head attention) and Default's KVHeads otherwise; Seed 0
 // is simply seed 0.
 type Options struct {
-	Arch          string // "llama" (default), "mistral" or "qwen2" (q/k/v biases)
+	Arch          string // a model_type of the architecture table (model/arch); "llama" by default
 	Layers        int
 	Hidden        int
 	Intermediate  int
@@ -52,7 +53,24 @@ type Options struct {
 	RopeTheta          float64 // rope_theta; 0: 10000
 	RMSNormEps         float64 // rms_norm_eps; 0: 1e-5
 	RopeOriginalMaxPos int     // llama3 rope scaling's original_max_position_embeddings; 0: MaxPos/4
-	SlidingWindow      int     // mistral sliding_window; 0: null (qwen2 always writes MaxPos, unused)
+	SlidingWindow      int     // sliding_window (mistral, mixtral, phi3, gemma); 0: null (qwen* write MaxPos, unused); gemma: 4096
+	RopeFactor         float64 // the rope scaling factor; 0: 2 for linear, 8 for llama3
+
+	// Mixture of experts (mixtral, qwen2_moe, qwen3_moe); zero: 4 experts, 2 per token,
+	// expert width Intermediate/2 (mixtral: Intermediate), shared expert Intermediate.
+	Experts            int
+	ExpertsPerTok      int
+	MoEIntermediate    int
+	SharedIntermediate int
+	NormTopK           bool // norm_topk_prob (qwen*_moe)
+
+	// Gemma: query_pre_attn_scalar (0: head_dim), soft-caps (0: none), Gemma 3's
+	// sliding-window pattern (0: 6) and local rope base (0: 10000).
+	QueryPreAttnScalar float64
+	AttnSoftcap        float64
+	FinalSoftcap       float64
+	SlidingPattern     int
+	RopeLocalBaseFreq  float64
 
 	// Workers is the number of goroutines generating values; 0 means
 	// runtime.GOMAXPROCS(0). The files do not depend on it.
@@ -100,10 +118,40 @@ func (o Options) resolve() (Options, error) {
 	if o.RopeScaling == "" {
 		o.RopeScaling = d.RopeScaling
 	}
-	switch o.Arch {
-	case config.TypeLlama, config.TypeMistral, config.TypeQwen2:
-	default:
-		return o, fmt.Errorf("%w: Arch %q (want llama, mistral or qwen2)", ErrOptions, o.Arch)
+	a, err := arch.Lookup(o.Arch)
+	if err != nil {
+		return o, fmt.Errorf("%w: Arch: %w", ErrOptions, err)
+	}
+	if a.Sparse != nil {
+		if o.Experts == 0 {
+			o.Experts = 4
+		}
+		if o.ExpertsPerTok == 0 {
+			o.ExpertsPerTok = min(2, o.Experts)
+		}
+		if o.MoEIntermediate == 0 {
+			o.MoEIntermediate = max(1, o.Intermediate/2)
+			if o.Arch == config.TypeMixtral {
+				o.MoEIntermediate = o.Intermediate
+			}
+		}
+		if o.SharedIntermediate == 0 && a.SharedExpert {
+			o.SharedIntermediate = o.Intermediate
+		}
+		if o.ExpertsPerTok < 1 || o.ExpertsPerTok > o.Experts || o.MoEIntermediate < 1 || o.SharedIntermediate < 0 {
+			return o, fmt.Errorf("%w: %d experts, %d per token, width %d", ErrOptions, o.Experts, o.ExpertsPerTok, o.MoEIntermediate)
+		}
+	}
+	if o.Arch == config.TypeGemma2 || o.Arch == config.TypeGemma3Text {
+		if o.SlidingWindow == 0 {
+			o.SlidingWindow = 4096
+		}
+		if o.SlidingPattern == 0 {
+			o.SlidingPattern = 6
+		}
+		if o.RopeLocalBaseFreq == 0 {
+			o.RopeLocalBaseFreq = 10000
+		}
 	}
 	for _, f := range []struct {
 		name string
@@ -143,6 +191,9 @@ func (o Options) resolve() (Options, error) {
 	if o.RopeTheta == 0 {
 		o.RopeTheta = ropeTheta
 	}
+	if o.RopeFactor == 0 {
+		o.RopeFactor = map[string]float64{"linear": 2, "llama3": 8}[o.RopeScaling]
+	}
 	if o.RMSNormEps == 0 {
 		o.RMSNormEps = rmsNormEps
 	}
@@ -153,7 +204,9 @@ func (o Options) resolve() (Options, error) {
 		name string
 		v    float64
 	}{{"RopeTheta", o.RopeTheta}, {"RMSNormEps", o.RMSNormEps},
-		{"RopeOriginalMaxPos", float64(o.RopeOriginalMaxPos)}, {"SlidingWindow", float64(o.SlidingWindow) + 1}, {"Workers", float64(o.Workers) + 1}} {
+		{"RopeOriginalMaxPos", float64(o.RopeOriginalMaxPos)}, {"SlidingWindow", float64(o.SlidingWindow) + 1}, {"Workers", float64(o.Workers) + 1},
+		{"RopeFactor", o.RopeFactor + 1}, {"QueryPreAttnScalar", o.QueryPreAttnScalar + 1}, {"AttnSoftcap", o.AttnSoftcap + 1},
+		{"FinalSoftcap", o.FinalSoftcap + 1}, {"SlidingPattern", float64(o.SlidingPattern) + 1}, {"RopeLocalBaseFreq", o.RopeLocalBaseFreq + 1}} {
 		if !(f.v > 0) || math.IsInf(f.v, 0) {
 			return o, fmt.Errorf("%w: %s out of range", ErrOptions, f.name)
 		}
@@ -199,18 +252,27 @@ func (o Options) outliers() []int {
 	return out
 }
 
-// configJSON is the model's config.json.
+// configJSON is the model's config.json: the keys released checkpoints of the type
+// write (the LLaMA family's are unchanged from the first version of this package).
 func (o Options) configJSON() ([]byte, error) {
 	archName := map[string]string{
 		config.TypeLlama: "LlamaForCausalLM", config.TypeMistral: "MistralForCausalLM", config.TypeQwen2: "Qwen2ForCausalLM",
+		config.TypeQwen3: "Qwen3ForCausalLM", config.TypeMixtral: "MixtralForCausalLM", config.TypeQwen2MoE: "Qwen2MoeForCausalLM",
+		config.TypeQwen3MoE: "Qwen3MoeForCausalLM", config.TypePhi3: "Phi3ForCausalLM", config.TypeGemma2: "Gemma2ForCausalLM",
+		config.TypeGemma3Text: "Gemma3ForCausalLM",
 	}[o.Arch]
 	var rope any
 	switch o.RopeScaling {
 	case "linear":
-		rope = obj{{"rope_type", "linear"}, {"factor", 2.0}}
+		rope = obj{{"rope_type", "linear"}, {"factor", o.RopeFactor}}
 	case "llama3":
-		rope = obj{{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+		rope = obj{{"rope_type", "llama3"}, {"factor", o.RopeFactor}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
 			{"original_max_position_embeddings", o.RopeOriginalMaxPos}}
+	}
+	act := "silu"
+	gemma := o.Arch == config.TypeGemma2 || o.Arch == config.TypeGemma3Text
+	if gemma {
+		act = "gelu_pytorch_tanh"
 	}
 	c := obj{
 		{"architectures", []string{archName}},
@@ -229,23 +291,72 @@ func (o Options) configJSON() ([]byte, error) {
 		{"tie_word_embeddings", o.Tied},
 		{"bos_token_id", BOSID},
 		{"eos_token_id", EOSID},
-		{"hidden_act", "silu"},
+		{"hidden_act", act},
 		{"attention_dropout", 0.0},
 		{"initializer_range", weightStd},
 		{"use_cache", true},
 		{"torch_dtype", o.torchDType()},
 	}
+	window := func() any {
+		if o.SlidingWindow > 0 {
+			return o.SlidingWindow
+		}
+		return nil // null
+	}
+	qwenWindow := obj{{"use_sliding_window", false}, {"sliding_window", o.MaxPos}, {"max_window_layers", o.Layers}}
+	moe := obj{{"num_experts", o.Experts}, {"num_experts_per_tok", o.ExpertsPerTok}, {"moe_intermediate_size", o.MoEIntermediate},
+		{"norm_topk_prob", o.NormTopK}, {"decoder_sparse_step", 1}, {"mlp_only_layers", []int{}}, {"router_aux_loss_coef", 0.001},
+		{"output_router_logits", false}}
 	switch o.Arch {
 	case config.TypeLlama:
 		c = append(c, kv{"attention_bias", false}, kv{"mlp_bias", false}, kv{"pretraining_tp", 1})
 	case config.TypeMistral:
-		var sw any // null
-		if o.SlidingWindow > 0 {
-			sw = o.SlidingWindow
-		}
-		c = append(c, kv{"sliding_window", sw})
+		c = append(c, kv{"sliding_window", window()})
 	case config.TypeQwen2:
-		c = append(c, kv{"use_sliding_window", false}, kv{"sliding_window", o.MaxPos}, kv{"max_window_layers", o.Layers})
+		c = append(c, qwenWindow...)
+	case config.TypeQwen3:
+		c = append(c, kv{"attention_bias", false})
+		c = append(c, qwenWindow...)
+	case config.TypeMixtral:
+		c = append(c, kv{"num_local_experts", o.Experts}, kv{"num_experts_per_tok", o.ExpertsPerTok},
+			kv{"sliding_window", window()}, kv{"router_aux_loss_coef", 0.02}, kv{"router_jitter_noise", 0.0},
+			kv{"output_router_logits", false})
+	case config.TypeQwen2MoE:
+		c = append(c, qwenWindow...)
+		c = append(c, moe...)
+		c = append(c, kv{"shared_expert_intermediate_size", o.SharedIntermediate})
+	case config.TypeQwen3MoE:
+		c = append(c, kv{"attention_bias", false})
+		c = append(c, qwenWindow...)
+		c = append(c, moe...)
+	case config.TypePhi3:
+		c = append(c, kv{"attention_bias", false}, kv{"sliding_window", window()}, kv{"original_max_position_embeddings", o.MaxPos},
+			kv{"embd_pdrop", 0.0}, kv{"resid_pdrop", 0.0}, kv{"pad_token_id", 0})
+	case config.TypeGemma2, config.TypeGemma3Text:
+		scalar := o.QueryPreAttnScalar
+		if scalar == 0 {
+			scalar = float64(o.HeadDim)
+		}
+		capOrNull := func(v float64) any {
+			if v > 0 {
+				return v
+			}
+			return nil
+		}
+		c = append(c, kv{"hidden_activation", act}, kv{"query_pre_attn_scalar", scalar}, kv{"sliding_window", o.SlidingWindow},
+			kv{"attn_logit_softcapping", capOrNull(o.AttnSoftcap)}, kv{"final_logit_softcapping", capOrNull(o.FinalSoftcap)},
+			kv{"attention_bias", false}, kv{"pad_token_id", 0})
+		if o.Arch == config.TypeGemma3Text {
+			types := make([]string, o.Layers)
+			for l := range types {
+				types[l] = config.FullAttention
+				if (l+1)%o.SlidingPattern != 0 {
+					types[l] = config.SlidingAttention
+				}
+			}
+			c = append(c, kv{"sliding_window_pattern", o.SlidingPattern}, kv{"layer_types", types},
+				kv{"rope_local_base_freq", o.RopeLocalBaseFreq})
+		}
 	}
 	return marshalIndent(c)
 }
@@ -268,7 +379,7 @@ func Write(dir string, opt Options) error {
 	}
 	// The tensor list comes from format/config's name table, reading back the
 	// config just produced, so the fixture and the reader cannot disagree.
-	cfg, err := config.Parse(cfgBytes)
+	cfg, a, err := arch.Parse(cfgBytes)
 	if err != nil {
 		return fmt.Errorf("gen: generated config.json does not parse: %w", err)
 	}
@@ -304,7 +415,7 @@ func Write(dir string, opt Options) error {
 		}
 	}
 
-	expected := cfg.ExpectedTensors()
+	expected := a.Tensors(cfg)
 	specs := make([]safetensors.Spec, len(expected))
 	for i, e := range expected {
 		specs[i] = safetensors.Spec{Name: e.Name, DType: dt, Shape: e.Shape}
@@ -316,7 +427,7 @@ func Write(dir string, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
-	if err := o.writeTensors(w, expected, dt); err != nil {
+	if err := o.writeTensors(w, expected, dt, a.Norm == arch.NormOnePlus); err != nil {
 		w.Abort()
 		return fmt.Errorf("gen: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/wanda-go/wanda/format/config"
@@ -51,7 +52,10 @@ func (r *refStream) normal(std float64) float32 {
 func refTensor(o Options, name string, n int, outliers []int) []float32 {
 	r := newRef(o.Seed, name)
 	v := make([]float32, n)
-	_, part, isLayer := config.ParseLayerTensor(name)
+	layerNorm := strings.HasSuffix(name, ".input_layernorm.weight") || strings.HasSuffix(name, ".post_attention_layernorm.weight") ||
+		strings.HasSuffix(name, ".pre_feedforward_layernorm.weight")
+	otherNorm := strings.HasPrefix(name, "model.layers.") && strings.HasSuffix(name, "norm.weight") && !layerNorm
+	onePlus := o.Arch == config.TypeGemma2 || o.Arch == config.TypeGemma3Text
 	isOut := map[int]bool{}
 	for _, c := range outliers {
 		isOut[c] = true
@@ -65,13 +69,18 @@ func refTensor(o Options, name string, n int, outliers []int) []float32 {
 			}
 			v[i] = r.normal(std)
 		}
-	case name == config.FinalNorm || isLayer && (part == config.PartInputNorm || part == config.PartPostAttnNorm):
+	case name == config.FinalNorm || layerNorm || otherNorm:
 		for i := range v {
 			v[i] = 1 + r.normal(0.02)
 		}
-		if name != config.FinalNorm {
+		if layerNorm {
 			for _, c := range outliers {
 				v[c] = NormOutlierScale + r.normal(0.02)
+			}
+		}
+		if onePlus { // Gemma stores norm weights as offsets from one
+			for i := range v {
+				v[i]--
 			}
 		}
 	default:
@@ -101,6 +110,8 @@ func TestChunkedMatchesSequential(t *testing.T) {
 		{"qwen2-f16-sharded", Options{Arch: config.TypeQwen2, DType: "f16", Hidden: 96, Heads: 6, KVHeads: 2,
 			Intermediate: 200, Seed: 7, MaxShardBytes: 30000, Workers: 2}, 61},
 		{"f32-tied", Options{DType: "f32", Tied: true, Seed: 1 << 40, Workers: 1}, 1 << 20},
+		{"gemma3-qnorm", Options{Arch: config.TypeGemma3Text, HeadDim: 32, Seed: 5, Workers: 2}, 331},
+		{"qwen2_moe-experts", Options{Arch: config.TypeQwen2MoE, Experts: 3, Seed: 6, Workers: 3}, 509},
 		{"llama3-shape-preset", func() Options {
 			o, _ := Preset("llama3-8b")
 			o.Layers, o.Hidden, o.Intermediate, o.Heads, o.KVHeads, o.Vocab = 1, 128, 96, 4, 2, 700
@@ -181,6 +192,17 @@ func TestPresets(t *testing.T) {
 		{"llama3-8b", 8030261248, "llama", 8, 500000, "llama3", false, 131072, 1e-5, 0, [4]int{32, 4096, 14336, 128256}},
 		{"mistral-7b", 7241732096, "mistral", 8, 10000, "", false, 32768, 1e-5, 4096, [4]int{32, 4096, 14336, 32000}},
 		{"qwen2-7b", 7615616512, "qwen2", 4, 1e6, "", true, 131072, 1e-6, 0, [4]int{28, 3584, 18944, 152064}},
+		{"llama3-70b", 70553706496, "llama", 8, 500000, "llama3", false, 131072, 1e-5, 0, [4]int{80, 8192, 28672, 128256}},
+		{"llama3-405b", 405853388800, "llama", 8, 500000, "llama3", false, 131072, 1e-5, 0, [4]int{126, 16384, 53248, 128256}},
+		{"qwen3-8b", 8190735360, "qwen3", 8, 1e6, "", false, 40960, 1e-6, 0, [4]int{36, 4096, 12288, 151936}},
+		{"phi3-medium", 13960238080, "phi3", 10, 10000, "", false, 4096, 1e-5, 2047, [4]int{40, 5120, 17920, 32064}},
+		{"gemma2-27b", 27227128320, "gemma2", 16, 10000, "", false, 8192, 1e-6, 4096, [4]int{46, 4608, 36864, 256000}},
+		// Published totals of these include other parts or vocabularies: shapes only.
+		{"gemma3-27b", -1, "gemma3_text", 16, 1e6, "linear", false, 131072, 1e-6, 1024, [4]int{62, 5376, 21504, 262208}},
+		{"qwen2-57b-a14b", -1, "qwen2_moe", 4, 1e6, "", true, 131072, 1e-6, 0, [4]int{28, 3584, 18944, 151936}},
+		{"mixtral-8x7b", 46702792704, "mixtral", 8, 1e6, "", false, 32768, 1e-5, 0, [4]int{32, 4096, 14336, 32000}},
+		{"mixtral-8x22b", 140620634112, "mixtral", 8, 1e6, "", false, 65536, 1e-5, 0, [4]int{56, 6144, 16384, 32000}},
+		{"qwen3-30b-a3b", 30532122624, "qwen3_moe", 4, 1e6, "", false, 40960, 1e-6, 0, [4]int{48, 2048, 6144, 151936}},
 	}
 	if got := len(Presets()); got != len(cases) {
 		t.Errorf("%d presets, test knows %d", got, len(cases))
@@ -197,11 +219,11 @@ func TestPresets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n != c.params {
+		if c.params >= 0 && n != c.params {
 			t.Errorf("%s: %d parameters, want %d", c.name, n, c.params)
 		}
 		r, _ := o.resolve()
-		cfg, err := r.parsedConfig()
+		cfg, _, err := r.parsedConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,12 +232,16 @@ func TestPresets(t *testing.T) {
 			[4]int{cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize, cfg.VocabSize} != c.wantDims {
 			t.Errorf("%s: config %+v", c.name, cfg)
 		}
-		if c.arch == "mistral" && cfg.SlidingWindow != c.window {
+		if cfg.SlidingWindow != c.window {
 			t.Errorf("%s: sliding window %d, want %d", c.name, cfg.SlidingWindow, c.window)
 		}
 		switch {
 		case c.scaling == "" && cfg.RopeScaling != nil:
 			t.Errorf("%s: unexpected rope scaling %+v", c.name, cfg.RopeScaling)
+		case c.scaling == "linear":
+			if rs := cfg.RopeScaling; rs == nil || rs.Type != "linear" || rs.Factor != 8 {
+				t.Errorf("%s: rope scaling %+v", c.name, rs)
+			}
 		case c.scaling != "":
 			rs := cfg.RopeScaling
 			if rs == nil || rs.Type != c.scaling || rs.Factor != 8 || rs.LowFreqFactor != 1 || rs.HighFreqFactor != 4 ||

@@ -8,7 +8,6 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/testenv"
-	"github.com/wanda-go/wanda/model"
 )
 
 // sumSqs are per-layer, per-linear Wanda statistics (1/N)·Σ x² of the linear's input.
@@ -20,7 +19,7 @@ type sumSqs [][config.PartDown + 1][]float32
 // today), and as OWL's WrappedGPT accumulates them, a float32 running average over the
 // sequences of float32 squared norms (norm summed token by token in float32). OWL's pre-pass
 // runs the dense model: nothing is pruned, dense outputs feed the next layer.
-func denseSumSq(t *testing.T) (*config.Config, []*model.Block, map[string]sumSqs) {
+func denseSumSq(t *testing.T) (*config.Config, []*testBlock, map[string]sumSqs) {
 	t.Helper()
 	dir := testenv.SharedPath(t, "models/tiny-llama-a")
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
@@ -50,9 +49,9 @@ func denseSumSq(t *testing.T) (*config.Config, []*model.Block, map[string]sumSqs
 	for i, v := range ids64 {
 		ids[i] = int32(v)
 	}
-	blocks := make([]*model.Block, cfg.NumLayers)
+	blocks := make([]*testBlock, cfg.NumLayers)
 	for l := range blocks {
-		if blocks[l], err = model.LoadBlock(set, cfg, l); err != nil {
+		if blocks[l], err = newTestModel(t, set, cfg).block(l); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,18 +64,16 @@ func denseSumSq(t *testing.T) (*config.Config, []*model.Block, map[string]sumSqs
 		seen[l] = map[config.Part]int{}
 	}
 	var sq32 []float32
-	rope := model.NewRope(cfg, seqlen)
-	var scratch model.Scratch
 	const chunk = 16
 	h := make([]float32, chunk*seqlen*cfg.HiddenSize)
 	for s0 := 0; s0 < nseq; s0 += chunk {
 		n := min(chunk, nseq-s0)
-		if err := model.Embed(set, cfg, ids[s0*seqlen:(s0+n)*seqlen], h); err != nil {
+		if err := newTestModel(t, set, cfg).embed(ids[s0*seqlen:(s0+n)*seqlen], h); err != nil {
 			t.Fatal(err)
 		}
 		for l, b := range blocks {
 			acc := sums[l]
-			b.Forward(h, n, seqlen, rope, func(p config.Part, x []float32, rows, cols int) {
+			b.Forward(h, n, seqlen, func(p config.Part, x []float32, rows, cols int) {
 				s := acc[p]
 				if s == nil {
 					s = make([]float64, cols)
@@ -111,7 +108,7 @@ func denseSumSq(t *testing.T) (*config.Config, []*model.Block, map[string]sumSqs
 					}
 					seen[l][p] = n
 				}
-			}, &scratch)
+			})
 		}
 	}
 	out := make(sumSqs, cfg.NumLayers)
@@ -151,7 +148,7 @@ func TestOWLReferenceOutliers(t *testing.T) {
 	}
 }
 
-func checkOWLOutliers(t *testing.T, cfg *config.Config, blocks []*model.Block, sumsq sumSqs, runs []owlRun) {
+func checkOWLOutliers(t *testing.T, cfg *config.Config, blocks []*testBlock, sumsq sumSqs, runs []owlRun) {
 	o := DefaultOWL()
 	layers := make([]Outliers, cfg.NumLayers)
 	for l, b := range blocks {

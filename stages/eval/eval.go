@@ -10,6 +10,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/model"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
 // DefaultMemoryBudget is the default activation budget per chunk (512 MiB).
@@ -133,10 +134,11 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 
 	H := cfg.HiddenSize
 	h := make([]float32, cw*T*H)
-	rope := model.NewRope(cfg, T)
-	var scratch model.Scratch
-	var blk *model.Block
-	head, err := model.LoadHeadFrom(src, cfg)
+	m, err := model.NewFrom(src, cfg, model.Options{})
+	if err != nil {
+		return Result{}, err
+	}
+	head, err := m.Head()
 	if err != nil {
 		return Result{}, err
 	}
@@ -145,20 +147,21 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 		n := min(cw, nw-w0)
 		cids := ids[w0*T : (w0+n)*T]
 		hc := h[:n*T*H]
-		if err := model.EmbedFrom(src, cfg, cids, hc); err != nil {
+		if err := m.Embed(cids, hc); err != nil {
 			return Result{}, err
 		}
-		src.Release(config.EmbedTokens)
+		src.Release(arch.EmbedTokens)
 		prog.Chunk = c
 		for l := range L {
 			if err := ctx.Err(); err != nil {
 				return Result{}, err
 			}
-			blk, err = model.LoadBlockIntoFrom(blk, src, cfg, l)
+			blk, err := m.LoadBlock(l, m.Weights())
 			if err != nil {
 				return Result{}, err
 			}
-			blk.Forward(hc, n, T, rope, nil, &scratch)
+			blk.Forward(hc, n, T, nil)
+			m.ReleaseBlock(l)
 			prog.Done += int64(n)
 			prog.Layer = l
 			report()

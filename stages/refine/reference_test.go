@@ -11,7 +11,6 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/testenv"
-	"github.com/wanda-go/wanda/model"
 	"github.com/wanda-go/wanda/pipeline"
 )
 
@@ -20,7 +19,7 @@ import (
 // statistics of its linear inputs, accumulated both ways (float64, and float32 running as
 // DSnoT does). Layer 0's inputs do not depend on any pruning, so these are the statistics
 // DSnoT saw for layer 0.
-func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[string]map[config.Part]*Stats) {
+func tinyLayer0(t *testing.T) (*config.Config, *testBlock, map[string]map[config.Part]*Stats) {
 	t.Helper()
 	dir := testenv.SharedPath(t, "models/tiny-llama-a")
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
@@ -50,22 +49,20 @@ func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[string]map[conf
 	for i, v := range ids64 {
 		ids[i] = int32(v)
 	}
-	b, err := model.LoadBlock(set, cfg, 0)
+	b, err := newTestModel(t, set, cfg).block(0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	acc := map[config.Part]*Accumulator{}
 	run := map[config.Part]*Accumulator{}
-	rope := model.NewRope(cfg, seqlen)
-	var scratch model.Scratch
 	const chunk = 16
 	h := make([]float32, chunk*seqlen*cfg.HiddenSize)
 	for s0 := 0; s0 < nseq; s0 += chunk {
 		n := min(chunk, nseq-s0)
-		if err := model.Embed(set, cfg, ids[s0*seqlen:(s0+n)*seqlen], h); err != nil {
+		if err := newTestModel(t, set, cfg).embed(ids[s0*seqlen:(s0+n)*seqlen], h); err != nil {
 			t.Fatal(err)
 		}
-		b.Forward(h, n, seqlen, rope, func(p config.Part, x []float32, rows, cols int) {
+		b.Forward(h, n, seqlen, func(p config.Part, x []float32, rows, cols int) {
 			if acc[p] == nil {
 				acc[p] = NewAccumulator(cols, seqlen, NeedSumSq|NeedSum|NeedVar)
 				run[p] = NewRunningAccumulator(cols, seqlen, NeedSumSq|NeedSum|NeedVar)
@@ -76,7 +73,7 @@ func tinyLayer0(t *testing.T) (*config.Config, *model.Block, map[string]map[conf
 			if err := run[p].Add(x[:rows*cols], rows/seqlen); err != nil {
 				t.Error(err)
 			}
-		}, &scratch)
+		})
 	}
 	st := map[string]map[config.Part]*Stats{"float64": {}, "float32 running": {}}
 	for _, p := range config.Linears {

@@ -10,7 +10,6 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/testenv"
-	"github.com/wanda-go/wanda/model"
 	"github.com/wanda-go/wanda/pipeline"
 )
 
@@ -86,16 +85,14 @@ func TestReferenceSequential(t *testing.T) {
 			}
 			H := cfg.HiddenSize
 			h := make([]float32, nseq*seqlen*H)
-			if err := model.Embed(set, cfg, ids, h); err != nil {
+			if err := newTestModel(t, set, cfg).embed(ids, h); err != nil {
 				t.Fatal(err)
 			}
-			rope := model.NewRope(cfg, seqlen)
-			var scratch model.Scratch
 			const chunk = 16
 			tmp := make([]float32, chunk*seqlen*H)
 			worst := 1.0
 			for l := range cfg.NumLayers {
-				blk, err := model.LoadBlock(set, cfg, l)
+				blk, err := newTestModel(t, set, cfg).block(l)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -104,7 +101,7 @@ func TestReferenceSequential(t *testing.T) {
 					k := min(chunk, nseq-s0)
 					x := tmp[:k*seqlen*H]
 					copy(x, h[s0*seqlen*H:(s0+k)*seqlen*H])
-					blk.Forward(x, k, seqlen, rope, func(p config.Part, x []float32, rows, cols int) {
+					blk.Forward(x, k, seqlen, func(p config.Part, x []float32, rows, cols int) {
 						a := acc[p]
 						if a == nil {
 							if os.Getenv("WANDA_STATS_F64") == "1" {
@@ -117,7 +114,7 @@ func TestReferenceSequential(t *testing.T) {
 						if err := a.Add(x[:rows*cols], rows/seqlen); err != nil {
 							t.Error(err)
 						}
-					}, &scratch)
+					})
 				}
 				s := run.Sparsity
 				if run.Method == "owl" {
@@ -160,7 +157,7 @@ func TestReferenceSequential(t *testing.T) {
 				}
 				for s0 := 0; s0 < nseq; s0 += chunk {
 					k := min(chunk, nseq-s0)
-					blk.Forward(h[s0*seqlen*H:(s0+k)*seqlen*H], k, seqlen, rope, nil, &scratch)
+					blk.Forward(h[s0*seqlen*H:(s0+k)*seqlen*H], k, seqlen, nil)
 				}
 			}
 			t.Logf("%s: worst tensor %.5f%% equal", run.Prefix, 100*worst)

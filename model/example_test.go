@@ -1,0 +1,54 @@
+package model_test
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/modelgen"
+	"github.com/wanda-go/wanda/model"
+	"github.com/wanda-go/wanda/model/arch"
+)
+
+// New opens any architecture of the table; Layer says which linears a decoder layer
+// has, which are pruned, and which tap sees each one's input.
+func ExampleNew() {
+	dir, _ := os.MkdirTemp("", "example-")
+	defer os.RemoveAll(dir)
+	if err := modelgen.Write(dir, modelgen.Options{Arch: "qwen2_moe", Experts: 2, Intermediate: 64}); err != nil {
+		panic(err)
+	}
+	cfg, _, err := arch.LoadDir(dir)
+	if err != nil {
+		panic(err)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		panic(err)
+	}
+	defer set.Close()
+	m, err := model.New(set, cfg, model.Options{MoEStats: model.MoEStatsRouted})
+	if err != nil {
+		panic(err)
+	}
+	spec := m.Layer(0)
+	for _, lin := range spec.Linears {
+		fmt.Printf("%-44s %3d×%-3d prune=%-5v input=%s\n", lin.Module, lin.Rows, lin.Cols, lin.Prune, spec.Inputs[lin.Input])
+	}
+	// Output:
+	// model.layers.0.self_attn.q_proj               64×64  prune=true  input=attn
+	// model.layers.0.self_attn.k_proj               32×64  prune=true  input=attn
+	// model.layers.0.self_attn.v_proj               32×64  prune=true  input=attn
+	// model.layers.0.self_attn.o_proj               64×64  prune=true  input=o
+	// model.layers.0.mlp.gate                        2×64  prune=false input=mlp
+	// model.layers.0.mlp.experts.0.gate_proj        32×64  prune=true  input=experts.0.in
+	// model.layers.0.mlp.experts.0.up_proj          32×64  prune=true  input=experts.0.in
+	// model.layers.0.mlp.experts.0.down_proj        64×32  prune=true  input=experts.0.act
+	// model.layers.0.mlp.experts.1.gate_proj        32×64  prune=true  input=experts.1.in
+	// model.layers.0.mlp.experts.1.up_proj          32×64  prune=true  input=experts.1.in
+	// model.layers.0.mlp.experts.1.down_proj        64×32  prune=true  input=experts.1.act
+	// model.layers.0.mlp.shared_expert.gate_proj    64×64  prune=true  input=mlp
+	// model.layers.0.mlp.shared_expert.up_proj      64×64  prune=true  input=mlp
+	// model.layers.0.mlp.shared_expert.down_proj    64×64  prune=true  input=down
+	// model.layers.0.mlp.shared_expert_gate          1×64  prune=false input=mlp
+}
