@@ -267,20 +267,29 @@ func (r *run) checkMemory(l int) error {
 	if limit <= 0 {
 		return nil
 	}
+	var hess int64 // the layer's Hessian accumulators, [in, in] float64 per distinct input
 	if r.opt.Method.needsHessian() {
 		cols := map[int]int{}
 		for _, lin := range r.layers[l].Linears {
-			cols[lin.Input] = lin.Cols
+			if r.pruned[lin.Name] {
+				cols[lin.Input] = lin.Cols
+			}
 		}
 		for _, c := range cols {
-			limit -= int64(c) * int64(c) * 8
+			hess += int64(c) * int64(c) * 8
 		}
 	}
 	for _, lin := range r.layers[l].Linears {
-		if r.pruned[lin.Name] {
-			if err := CheckMemory(r.opt.Method, r.opt.Target, lin.Name, lin.Rows, lin.Cols, max(limit, 0)); err != nil {
-				return err
-			}
+		if !r.pruned[lin.Name] {
+			continue
+		}
+		if hess >= limit {
+			return fmt.Errorf("%w: %s on layer %d needs about %s for the Hessians of its inputs alone (%s is one of them, [%d, %d]), over the limit of %s: "+
+				"raise the memory limit on a machine with more RAM, or use a method without a Hessian (wanda, magnitude)",
+				ErrMemoryLimit, r.opt.Method.Name, l, gib(hess), lin.Name, lin.Cols, lin.Cols, gib(limit))
+		}
+		if err := CheckMemory(r.opt.Method, r.target(lin.Name), lin.Name, lin.Rows, lin.Cols, limit-hess); err != nil {
+			return err
 		}
 	}
 	return nil

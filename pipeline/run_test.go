@@ -698,3 +698,25 @@ func (fakeSolver) NeedsHessian() bool { return false }
 func (fakeSolver) Solve(context.Context, pipeline.Matrix, *pipeline.Stats, pipeline.Target, pipeline.LayerInfo) (*pipeline.Mask, error) {
 	return nil, errors.New("unused")
 }
+
+type hessSolver struct{ fakeSolver }
+
+func (hessSolver) NeedsHessian() bool { return true }
+
+// TestRunRefusesOverMemoryLimit: a solver whose Hessians alone exceed the memory limit is
+// refused before anything is written (the check once treated a limit used up by the
+// Hessians as "no limit").
+func TestRunRefusesOverMemoryLimit(t *testing.T) {
+	dir := writeToy(t)
+	base := t.TempDir()
+	for _, limit := range []int64{700, 4000} { // the Hessians: 2·8·8·8 = 1024 bytes
+		opt, _ := toyOptions(t, dir, filepath.Join(base, "out"))
+		opt.Method = pipeline.Method{Name: "hess", Solver: hessSolver{}}
+		opt.MemoryLimit = limit
+		_, err := pipeline.Run(context.Background(), opt)
+		if !errors.Is(err, pipeline.ErrMemoryLimit) || !strings.Contains(err.Error(), "model.layers.0.") {
+			t.Errorf("limit %d: %v", limit, err)
+		}
+		noStaging(t, base)
+	}
+}
