@@ -709,7 +709,7 @@ func (hessSolver) NeedsHessian() bool { return true }
 func TestRunRefusesOverMemoryLimit(t *testing.T) {
 	dir := writeToy(t)
 	base := t.TempDir()
-	for _, limit := range []int64{700, 4000} { // the Hessians: 2·8·8·8 = 1024 bytes
+	for _, limit := range []int64{700, 1500} { // the Hessians: 2·8·8·8 = 1024 bytes
 		opt, _ := toyOptions(t, dir, filepath.Join(base, "out"))
 		opt.Method = pipeline.Method{Name: "hess", Solver: hessSolver{}}
 		opt.MemoryLimit = limit
