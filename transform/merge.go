@@ -19,8 +19,9 @@ import (
 type MergeOptions struct {
 	// Scale multiplies every module's LoRA scaling (0 means 1).
 	Scale float64
-	// MaxShardBytes as in Options.
+	// MaxShardBytes and Force as in Options.
 	MaxShardBytes int64
+	Force         bool
 }
 
 // MergeResult describes what MergeLoRA did.
@@ -53,6 +54,9 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 	}
 	if math.IsNaN(userScale) || math.IsInf(userScale, 0) {
 		return nil, fmt.Errorf("merge-lora: scale %g is not finite", userScale)
+	}
+	if err := checkOut(out, opt.Force, dir, adapterDir); err != nil {
+		return nil, err
 	}
 	r, err := Open(dir)
 	if err != nil {
@@ -104,7 +108,7 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 		}
 	}
 
-	err = buildDir(out, func(tmp string) error {
+	err = buildDir(out, opt.Force, func(tmp string) error {
 		err := writeDense(r, tmp, opt.MaxShardBytes, func(name string, data []byte) ([]byte, error) {
 			m, ok := ad.ForWeight(name)
 			if !ok {

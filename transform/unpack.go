@@ -19,6 +19,9 @@ var ErrNotPacked = errors.New("pack: not a packed model")
 // tensor copied, and config.json written without its quantization_config.
 // opt.Format is ignored.
 func Unpack(dir, out string, opt Options) error {
+	if err := checkOut(out, opt.Force, dir); err != nil {
+		return err
+	}
 	r, err := Open(dir)
 	if err != nil {
 		return err
@@ -37,7 +40,7 @@ func Unpack(dir, out string, opt Options) error {
 		return fmt.Errorf("%s: %w", cfgPath, err)
 	}
 	n := 0
-	err = buildDir(out, func(tmp string) error {
+	err = buildDir(out, opt.Force, func(tmp string) error {
 		if err := writeDense(r, tmp, opt.MaxShardBytes, func(name string, data []byte) ([]byte, error) {
 			if r.Packed(name) {
 				n++

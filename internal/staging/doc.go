@@ -15,6 +15,8 @@
 //	.OUT.tmp-XXXXXXXX.lock     its owner lock, held by its process for as long as it lives
 //	.OUT.tmp-XXXXXXXX.old      an old output moved aside by Replace where the file system
 //	                           cannot exchange two directories atomically
+//	.OUT.tmp-XXXXXXXX.NAME     any other directory the owner derives from its staging
+//	                           directory's name (prune --pack writes .packed); swept with it
 //
 // The output is built in the staging directory and renamed to OUT only when
 // complete, so OUT never exists half-written. A process killed with SIGKILL

@@ -273,8 +273,16 @@ func sweep(parent, prefix, out string) []string {
 				}
 			}
 		}
+		// The staging directory, and what its owner derived from its name
+		// (DIR.old, DIR.packed, ...).
+		victims := []string{dir}
+		for _, e2 := range ents {
+			if n := e2.Name(); strings.HasPrefix(n, filepath.Base(dir)+".") && n != name {
+				victims = append(victims, filepath.Join(parent, n))
+			}
+		}
 		failed := false
-		for _, d := range []string{aside, dir} {
+		for _, d := range victims {
 			if _, err := os.Lstat(d); err != nil {
 				continue
 			}

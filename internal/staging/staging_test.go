@@ -125,6 +125,10 @@ func TestSweepRemovesOnlyDeadOwners(t *testing.T) {
 	killed, deadDir := start(t, "own", out)
 	other, otherDir := start(t, "own", filepath.Join(root, "pruned-2:4")) // another output, alive
 	kill(t, killed)
+	// A directory the dead owner derived from its staging directory's name.
+	if err := os.Mkdir(deadDir+".packed", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// A staging-like directory without a lock file (an older version's, or
 	// someone else's) is left alone.
 	nolock := filepath.Join(root, ".pruned.tmp-deadbeef")
@@ -136,7 +140,7 @@ func TestSweepRemovesOnlyDeadOwners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if exists(deadDir) || exists(deadDir+".lock") {
+	if exists(deadDir) || exists(deadDir+".lock") || exists(deadDir+".packed") {
 		t.Errorf("staging directory of a killed process not removed: %s", deadDir)
 	}
 	for _, keep := range []string{otherDir, otherDir + ".lock", nolock, d.Path, d.Path + ".lock"} {
