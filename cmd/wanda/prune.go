@@ -38,6 +38,7 @@ written to a temporary sibling and renamed into place when complete.`,
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			c.Context = ctx // plugin starts too stop at a signal
 			return runPrune(ctx, c)
 		},
 	})
