@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/wanda-go/wanda/internal/regfile"
 	"github.com/wanda-go/wanda/internal/staging"
 )
 
@@ -113,7 +114,7 @@ func copyTree(src, dst string, skip func(name string) bool, depth int) error {
 }
 
 func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+	in, err := regfile.Open(src)
 	if err != nil {
 		return err
 	}

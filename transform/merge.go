@@ -12,6 +12,7 @@ import (
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/peft"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/regfile"
 	"github.com/wanda-go/wanda/tensor"
 )
 
@@ -98,7 +99,7 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 	}
 
 	cfgPath := filepath.Join(dir, ConfigName)
-	cfgBytes, err := os.ReadFile(cfgPath)
+	cfgBytes, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		return nil, err
 	}

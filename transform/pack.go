@@ -10,6 +10,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // FormatAuto lets Pack choose: sparse-24-bitmask when every packed linear is
@@ -124,7 +125,7 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 		format = FormatAuto
 	}
 	cfgPath := filepath.Join(dir, ConfigName)
-	cfgBytes, err := os.ReadFile(cfgPath)
+	cfgBytes, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
@@ -318,7 +319,7 @@ func targetList(cfg *config.Config, packed []string) []string {
 // IsPacked reports whether the model directory dir is packed (its config.json
 // has a compressed-tensors sparsity_config).
 func IsPacked(dir string) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ConfigName))
+	b, err := regfile.ReadFile(filepath.Join(dir, ConfigName))
 	if err != nil {
 		return false, err
 	}

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // ErrNotPacked: Unpack was given a model without a sparsity_config.
@@ -31,7 +31,7 @@ func Unpack(dir, out string, opt Options) error {
 		return fmt.Errorf("%s: %w (config.json has no compressed-tensors sparsity_config)", dir, ErrNotPacked)
 	}
 	cfgPath := filepath.Join(dir, ConfigName)
-	cfgBytes, err := os.ReadFile(cfgPath)
+	cfgBytes, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		return err
 	}
