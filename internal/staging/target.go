@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // ReportFile is the report every wanda output holds; a directory with it is
@@ -135,26 +137,7 @@ func replaceable(dir string) error {
 }
 
 // describe names what a non-directory file is.
-func describe(fi fs.FileInfo) string {
-	m := fi.Mode()
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m.IsRegular():
-		return "a regular file"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "not a directory (" + m.String() + ")"
-}
+func describe(fi fs.FileInfo) string { return regfile.Describe(fi.Mode()) }
 
 // resolve returns the absolute, clean path p with the symbolic links of its
 // longest existing prefix resolved (the rest does not exist yet).
