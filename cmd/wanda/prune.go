@@ -76,26 +76,6 @@ func pruneFlags() []cli.Flag {
 	}
 }
 
-// parseSize parses "5GB", "500MiB", "1024" (bytes).
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToUpper(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suf) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.m
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("%w: size %q (want e.g. 5GB, 512MiB)", errUsage, s)
-	}
-	return int64(f * float64(mult)), nil
-}
-
 // parsePattern parses "unstructured" or "N:M" into a target.
 func parsePattern(s string, sparsity float64) (pipeline.Target, error) {
 	if s == "unstructured" {
@@ -236,6 +216,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		}
 		opt.Calib, opt.CalibInfo = windows, info
 		seqlen = info.SeqLen
+		opt.ChunkTokens = min(opt.ChunkTokens, len(windows)*seqlen) // no working set beyond the calibration
 	} else if c.IsSet("calib") || c.IsSet("calib-tokens") {
 		fmt.Fprintf(os.Stderr, "note: --method %s uses no calibration data; ignoring it\n", methodName)
 	}

@@ -66,7 +66,10 @@ func CheckTarget(out string, force bool, protect ...string) error {
 		pr := resolve(pa)
 		switch {
 		case pr == real || sameFile(pr, real):
-			return fmt.Errorf("%w: %s is %s, an input of this run", ErrUnsafeTarget, abs, pa)
+			if filepath.Clean(pa) != abs {
+				return fmt.Errorf("%w: %s is %s, an input of this run", ErrUnsafeTarget, abs, pa)
+			}
+			return fmt.Errorf("%w: %s is an input of this run", ErrUnsafeTarget, abs)
 		case within(pr, real):
 			return fmt.Errorf("%w: %s contains %s, an input of this run", ErrUnsafeTarget, abs, pa)
 		case within(real, pr):
