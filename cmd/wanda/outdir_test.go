@@ -125,4 +125,3 @@ func diffFiles(a, b map[string]string) string {
 	}
 	return strings.Join(d, ", ")
 }
-
