@@ -49,9 +49,9 @@ const (
 var flagRules = []flagRule{
 	{"prune", "nsamples", kindInt, 1, math.MaxInt64, "must be at least 1 (its memory is checked against the machine's before sampling)"},
 	{"prune", "seqlen", kindInt, 1, maxSeqLen, "must be between 1 and 1048576 (omit it for max_position_embeddings capped at 4096)"},
-	{"eval", "seqlen", kindInt, 2, maxSeqLen, "must be between 2 and 1048576 (omit it for max_position_embeddings capped at 4096)"},
+	{"eval", "seqlen", kindInt, 2, maxSeqLen, "must be at least 2 and at most 1048576 (omit it for max_position_embeddings capped at 4096)"},
 	{"prune", "seed", kindInt, math.MinInt64, math.MaxInt64, "must be an integer"},
-	{"prune", "sparsity", kindFloat, 0, math.Nextafter(1, 0), "must be in [0, 1) (the fraction pruned)"},
+	{"prune", "sparsity", kindFloat, 0, math.Nextafter(1, 0), "out of range [0, 1) (the fraction pruned)"},
 	{"prune", "chunk-tokens", kindInt, 1, maxChunkTokens, "must be between 1 and 16777216"},
 	{"prune eval", "threads", kindInt, 1, maxThreads, "must be between 1 and 4096 (omit it to use all CPUs)"},
 	{"prune", "gc-percent", kindInt, -1, math.MaxInt32, "must be at least -1 (-1 turns the collector off, like GOGC=off)"},
