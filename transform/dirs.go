@@ -22,9 +22,9 @@ const ConfigName = "config.json"
 // staging.CheckTarget): empty, an input or inside one, the working directory,
 // not a directory, existing without force, or with force not a model or
 // previous output.
-func checkOut(out string, force bool, inputs ...string) error {
+func checkOut(op, out string, force bool, inputs ...string) error {
 	if err := staging.CheckTarget(out, force, inputs...); err != nil {
-		return fmt.Errorf("pack: output: %w", err)
+		return fmt.Errorf("%s: output: %w", op, err)
 	}
 	return nil
 }
@@ -43,7 +43,7 @@ func buildDir(out string, force bool, fill func(tmp string) error) (err error) {
 	}
 	stage, err := staging.New(out)
 	if err != nil {
-		return fmt.Errorf("pack: output: %w", err)
+		return fmt.Errorf("output: %w", err)
 	}
 	tmp := stage.Path
 	defer func() {

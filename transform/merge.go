@@ -62,7 +62,7 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 	if math.IsNaN(userScale) || math.IsInf(userScale, 0) {
 		return nil, fmt.Errorf("merge-lora: scale %g is not finite", userScale)
 	}
-	if err := checkOut(out, opt.Force, dir, adapterDir); err != nil {
+	if err := checkOut("merge-lora", out, opt.Force, dir, adapterDir); err != nil {
 		return nil, err
 	}
 	r, err := Open(dir)

@@ -76,7 +76,7 @@ func Pack(dir, out string, opt Options) (*Result, error) {
 	if err := validFormat(opt.Format); err != nil {
 		return nil, err
 	}
-	if err := checkOut(out, opt.Force, dir); err != nil {
+	if err := checkOut("pack", out, opt.Force, dir); err != nil {
 		return nil, err
 	}
 	res, err := pack(dir, opt, func(fill func(string) error) error { return buildDir(out, opt.Force, fill) })

@@ -19,7 +19,7 @@ var ErrNotPacked = errors.New("pack: not a packed model")
 // tensor copied, and config.json written without its quantization_config.
 // opt.Format is ignored.
 func Unpack(dir, out string, opt Options) error {
-	if err := checkOut(out, opt.Force, dir); err != nil {
+	if err := checkOut("unpack", out, opt.Force, dir); err != nil {
 		return err
 	}
 	r, err := Open(dir)

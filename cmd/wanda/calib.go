@@ -52,6 +52,9 @@ func loadCalibration(c *cli.Context, cfg *config.Config) ([][]int32, pipeline.Ca
 				w[i] = w[i][:c.Int("seqlen")]
 			}
 		}
+		if !c.IsSet("nsamples") && len(w) != nsamples {
+			fmt.Fprintf(c.App.ErrWriter, "note: using the %d windows of %s#%s (give --nsamples to use fewer)\n", len(w), tokFile, key)
+		}
 		if c.IsSet("nsamples") {
 			if nsamples > len(w) {
 				return nil, info, fmt.Errorf("%w: --nsamples %d asks for more windows than %s#%s holds (%d windows of %d tokens)",

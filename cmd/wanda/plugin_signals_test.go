@@ -145,7 +145,13 @@ func TestPrunePluginSignalsAndTimeout(t *testing.T) {
 			scratch := t.TempDir()
 			outParent := t.TempDir()
 			out := filepath.Join(outParent, "out")
-			cmd := cliCommand(t, nil, "prune", "--model", model, "--out", out, "--method", path,
+			// A short $TMPDIR of the test's own, to see the socket directory go too.
+			tmp, err := os.MkdirTemp("/tmp", "w")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(tmp)
+			cmd := cliCommand(t, []string{"TMPDIR=" + tmp}, "prune", "--model", model, "--out", out, "--method", path,
 				"--calib", calib, "--nsamples", "4", "--seqlen", "32", "--plugin-timeout", tc.timeout, "--scratch-dir", scratch)
 			var pid int
 			text, err := runBounded(t, cmd, 60*time.Second, func() {
@@ -178,6 +184,9 @@ func TestPrunePluginSignalsAndTimeout(t *testing.T) {
 			}
 			processGone(t, pid, "the plugin's child")
 			noLeftovers(t, outParent, scratch)
+			if ents, _ := os.ReadDir(tmp); len(ents) > 0 {
+				t.Errorf("left in $TMPDIR: %v (plugin socket or scratch)", ents)
+			}
 		})
 	}
 }
