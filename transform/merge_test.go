@@ -336,6 +336,7 @@ func TestMergeLoRANonFinite(t *testing.T) {
 			if !errors.Is(err, ErrNonFinite) {
 				t.Fatalf("got %v, want ErrNonFinite", err)
 			}
+			t.Log(err)
 			for _, w := range append(tc.says, q) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
