@@ -90,7 +90,7 @@ func TestOutputNeverDestroysInputs(t *testing.T) {
 		{"pack", "--model", out, "--out", busy},
 	} {
 		b, err := cliCommand(t, nil, args...).CombinedOutput()
-		if err == nil || !strings.Contains(string(b), fmt.Sprintf("pid %d", os.Getpid())) {
+		if err == nil || !strings.Contains(string(b), fmt.Sprintf("process %d ", os.Getpid())) {
 			t.Errorf("wanda %s while this process writes %s: %v\n%s", args[0], busy, err, b)
 		}
 	}

@@ -42,7 +42,7 @@ func acquire(path, what string) (*lockedFile, error) {
 			f.Close()
 			holder := "another process"
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				holder = fmt.Sprintf("another process (pid %d)", pid)
+				holder = fmt.Sprintf("process %d", pid)
 			}
 			return nil, fmt.Errorf("%w: %s is %s (lock file %s)", ErrBusy, holder, what, path)
 		}

@@ -179,7 +179,7 @@ func TestConcurrentWriterRefused(t *testing.T) {
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("New while another process writes %s: %v, want ErrBusy", out, err)
 	}
-	if want := fmt.Sprintf("pid %d", owner.Process.Pid); !strings.Contains(err.Error(), want) {
+	if want := fmt.Sprintf("process %d ", owner.Process.Pid); !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not name %q", err, want)
 	}
 	if err := CheckTarget(out, false); !errors.Is(err, ErrBusy) {
@@ -197,7 +197,7 @@ func TestConcurrentWriterRefused(t *testing.T) {
 	if exists(dir) {
 		t.Errorf("dead owner's staging directory not swept")
 	}
-	if _, err := New(out); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+	if _, err := New(out); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("process %d ", os.Getpid())) {
 		t.Errorf("second New in the same process: %v", err)
 	}
 	if err := d1.Remove(); err != nil {
@@ -445,7 +445,7 @@ func TestLockDir(t *testing.T) {
 	dir := t.TempDir()
 	holder, _ := start(t, "lockdir", dir)
 	_, err := LockDir(dir)
-	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", holder.Process.Pid)) {
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("process %d ", holder.Process.Pid)) {
 		t.Fatalf("LockDir while another process holds it: %v", err)
 	}
 	kill(t, holder) // its lock file stays, unlocked
