@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/wanda-go/wanda/format/config"
@@ -171,7 +172,7 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 			blk.Forward(hc, n, T, rope, nil, &scratch)
 			if k := firstNonFinite(hc); k >= 0 {
 				t := k / H
-				return Result{}, nonFiniteErr(src, layerTensors(cfg, l), fmt.Sprintf("layer %d produced %v activations (window %d, position %d)",
+				return Result{}, nonFiniteErr(src, layerTensors(cfg.ExpectedTensors(), l), fmt.Sprintf("layer %d produced %v activations (window %d, position %d)",
 					l, hc[k], w0+t/T, t%T))
 			}
 			prog.Done += int64(n)
@@ -223,11 +224,14 @@ func firstNonFinite(v []float32) int {
 	return -1
 }
 
-// layerTensors names the tensors of decoder layer l.
-func layerTensors(cfg *config.Config, l int) []string {
+// layerTensors names the tensors of decoder layer l among all of a model's.
+func layerTensors(all []config.TensorSpec, l int) []string {
+	prefix := fmt.Sprintf("model.layers.%d.", l)
 	var names []string
-	for _, p := range cfg.LayerParts() {
-		names = append(names, config.LayerTensor(l, p))
+	for _, t := range all {
+		if strings.HasPrefix(t.Name, prefix) {
+			names = append(names, t.Name)
+		}
 	}
 	return names
 }
