@@ -63,6 +63,14 @@ var flagRules = []flagRule{
 	{"prune", "memory-limit", kindSize, 1, math.MaxInt64, "must be a positive size such as 8GiB"},
 	{"prune", "plugin-timeout", kindDuration, 1e-9, math.MaxInt64 / 1e9, "must be a positive duration such as 30s or 5m"},
 	{"list", "timeout", kindDuration, 1e-9, math.MaxInt64 / 1e9, "must be a positive duration such as 10s"},
+	// Method parameters (OWL, DSnoT, RIA); the methods check their meaning, these
+	// rules that they are numbers at all.
+	{"prune", "owl-m", kindFloat, math.SmallestNonzeroFloat64, math.MaxFloat64, "must be a positive finite number"},
+	{"prune", "owl-lambda", kindFloat, 0, math.Nextafter(1, 0), "out of range [0, 1)"},
+	{"prune", "dsnot-max-cycles", kindInt, 0, math.MaxInt32, "must be at least 0"},
+	{"prune", "dsnot-update-threshold", kindFloat, 0, math.MaxFloat64, "must be a finite number of at least 0"},
+	{"prune", "dsnot-pow-of-var", kindFloat, -math.MaxFloat64, math.MaxFloat64, "must be a finite number"},
+	{"prune", "ria-a", kindFloat, -math.MaxFloat64, math.MaxFloat64, "must be a finite number"},
 }
 
 // crossChecks are a command's checks of several flags together, also run

@@ -93,6 +93,13 @@ var mustRefuse = map[string][]string{
 	"memory-limit":      {"0", "-1", "NaN", "Inf", "x"},
 	"plugin-timeout":    {"0", "-1s", "-9223372036854775808ns"},
 	"timeout":           {"0", "-1s"},
+	// Flags of methods that may not be in this build: checked when present.
+	"owl-m":                  {"0", "-1", "NaN", "Inf"},
+	"owl-lambda":             {"-1", "1", "NaN", "Inf"},
+	"dsnot-max-cycles":       {"-1", "-5", "-9223372036854775808"},
+	"dsnot-update-threshold": {"-1", "NaN", "Inf"},
+	"dsnot-pow-of-var":       {"NaN", "Inf", "-Inf"},
+	"ria-a":                  {"NaN", "Inf", "-Inf"},
 }
 
 // mergeFixture writes a pruned model and a rank-1 adapter of its q_proj.
