@@ -3,6 +3,7 @@ package calib
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/wanda-go/wanda/calib/pyrandom"
 )
@@ -41,6 +42,8 @@ func SampleWindows(docs []string, tok Encoder, nsamples, seqlen int, seed int64)
 		return nil, fmt.Errorf("%w: nsamples %d < 0", ErrBadArgument, nsamples)
 	case seqlen < 1:
 		return nil, fmt.Errorf("%w: seqlen %d < 1", ErrBadArgument, seqlen)
+	case nsamples > math.MaxInt/4/seqlen:
+		return nil, fmt.Errorf("%w: %d windows of %d tokens do not fit in memory", ErrBadArgument, nsamples, seqlen)
 	}
 	cache := make(map[int][]int32)
 	encode := func(i int) []int32 {
@@ -63,7 +66,7 @@ func SampleWindows(docs []string, tok Encoder, nsamples, seqlen int, seed int64)
 	}
 
 	r := pyrandom.New(seed)
-	out := make([][]int32, 0, nsamples)
+	out := make([][]int32, 0, min(nsamples, 1<<16)) // grows past that only as windows are drawn
 	for range nsamples {
 		var enc []int32
 		for {

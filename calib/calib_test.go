@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -166,5 +167,26 @@ func TestNoLongDocument(t *testing.T) {
 		if _, err := SampleWindows(c.docs, c.enc, c.n, c.slen, 0); !errors.Is(err, ErrBadArgument) {
 			t.Errorf("%+v: error %v, want ErrBadArgument", c, err)
 		}
+	}
+}
+
+// TestSampleWindowsHugeCounts: a count whose windows cannot fit in memory is an
+// error, not a makeslice panic.
+func TestSampleWindowsHugeCounts(t *testing.T) {
+	tok := &fakeEncoder{calls: map[string]int{}}
+	docs := []string{strings.Repeat("w ", 50)}
+	for _, tc := range []struct{ n, seqlen int }{
+		{math.MaxInt, 8}, {math.MaxInt / 8, 8}, {1 << 40, 1 << 30},
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("SampleWindows(%d, %d) panicked: %v", tc.n, tc.seqlen, r)
+				}
+			}()
+			if _, err := SampleWindows(docs, tok, tc.n, tc.seqlen, 0); !errors.Is(err, ErrBadArgument) {
+				t.Errorf("SampleWindows(%d, %d): %v, want ErrBadArgument", tc.n, tc.seqlen, err)
+			}
+		}()
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -46,4 +47,29 @@ func checkDiskSpace(opt *Options, out string, seqlen int, linear, scratch int64)
 		}
 	}
 	return nil
+}
+
+// FormatBytes prints a byte count for people: "512 bytes", "12.5 MiB",
+// "3.02 GiB" (three significant digits, binary units), so that small and large
+// amounts both read sensibly.
+func FormatBytes(n int64) string {
+	if n < 1024 && n > -1024 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	f := float64(n)
+	unit := "bytes"
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"} {
+		if f < 1024 && f > -1024 {
+			break
+		}
+		f /= 1024
+		unit = u
+	}
+	switch {
+	case f >= 100 || f <= -100:
+		return fmt.Sprintf("%.0f %s", f, unit)
+	case f >= 10 || f <= -10:
+		return fmt.Sprintf("%.1f %s", f, unit)
+	}
+	return fmt.Sprintf("%.2f %s", f, unit)
 }

@@ -8,14 +8,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func requireFree(dir string, need int64) error {
+// FreeSpace returns the bytes available to an unprivileged user on the file
+// system holding dir; ok is false when it cannot be measured.
+func FreeSpace(dir string) (free int64, ok bool) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}
+
+func requireFree(dir string, need int64) error {
+	free, ok := FreeSpace(dir)
+	if !ok {
 		return nil // unknown: let the writes report it
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
 	if free < need {
-		return fmt.Errorf("%w in %s: need %.2f GiB, %.2f GiB free", ErrNoSpace, dir, float64(need)/(1<<30), float64(free)/(1<<30))
+		return fmt.Errorf("%w in %s: need %s, %s free", ErrNoSpace, dir, FormatBytes(need), FormatBytes(free))
 	}
 	return nil
 }

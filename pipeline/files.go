@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // copyModelFiles copies the non-weight files of a model directory (config, tokenizer,
@@ -29,7 +31,7 @@ func copyModelFiles(srcDir, dst string) error {
 }
 
 func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+	in, err := regfile.Open(src)
 	if err != nil {
 		return err
 	}

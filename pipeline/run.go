@@ -20,7 +20,7 @@ import (
 
 // Errors of the runner.
 var (
-	ErrOutputExists = errors.New("pipeline: output directory already exists")
+	ErrOutputExists = staging.ErrExists
 	ErrNoCalib      = errors.New("pipeline: no calibration data")
 )
 
@@ -104,6 +104,8 @@ type run struct {
 	zeros, params int
 	layerFile     *safetensors.Writer // the checkpoint file of the layer in progress
 	done          bool                // the output is in place
+
+	releaseWorkDir func() // drops the work directory's lock
 }
 
 // plan validates the options against the model and fixes what the run will do: the layers'
@@ -203,7 +205,7 @@ func plan(opt *Options) (*run, error) {
 		if ct <= 0 {
 			ct = 2048
 		}
-		r.chunk = max(1, ct/r.seqlen)
+		r.chunk = min(max(1, ct/r.seqlen), len(opt.Calib)) // no working set beyond the calibration
 	}
 	if !r.needCalib {
 		r.chunk = 1
@@ -344,8 +346,10 @@ func (r *run) openOutput() error {
 		return err
 	}
 	r.out = out
-	if _, err := os.Stat(out); err == nil && !opt.Force {
-		return fmt.Errorf("%w: %s (use --force to replace it)", ErrOutputExists, out)
+	// Never write over an input, the working directory or something that is not a previous
+	// output or model (staging.CheckTarget); an existing output is replaced only with Force.
+	if err := staging.CheckTarget(out, opt.Force, opt.ModelDir, opt.WorkDir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("create parent of %s: %w", out, err)
@@ -388,6 +392,12 @@ func (r *run) openWorkDir() error {
 	if err := os.MkdirAll(opt.WorkDir, 0o755); err != nil {
 		return fmt.Errorf("%w: create work directory: %w", ErrCheckpoint, err)
 	}
+	// One run at a time in a work directory: another would overwrite its checkpoints.
+	release, err := staging.LockDir(opt.WorkDir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
+	}
+	r.releaseWorkDir = release
 	r.fp = fingerprint(opt)
 	st, err := readState(opt.WorkDir)
 	if err != nil {
@@ -511,16 +521,18 @@ func (r *run) finish() (*Report, error) {
 	if err := writeJSON(filepath.Join(tmp, ReportFile), rep); err != nil {
 		return nil, err
 	}
+	// With Force an existing output is swapped with the new one and removed afterwards: a
+	// kill at any moment leaves the old or the new output under its name.
+	commit := r.stage.Commit
 	if r.opt.Force {
-		if err := os.RemoveAll(r.out); err != nil {
-			return nil, fmt.Errorf("replace %s: %w", r.out, err)
-		}
+		commit = r.stage.Replace
 	}
-	if err := r.stage.Commit(r.out); err != nil {
+	if err := commit(r.out); err != nil {
 		return nil, fmt.Errorf("move finished output into place: %w", err)
 	}
 	r.done = true
 	if r.opt.WorkDir != "" {
+		r.releaseWorkDir()
 		clearWorkDir(r.opt.WorkDir, r.cfg.NumLayers)
 	}
 	return rep, nil
@@ -528,6 +540,9 @@ func (r *run) finish() (*Report, error) {
 
 // close releases what the run holds; an unfinished output is removed.
 func (r *run) close() {
+	if r.releaseWorkDir != nil {
+		r.releaseWorkDir()
+	}
 	if r.layerFile != nil {
 		r.layerFile.Abort()
 	}

@@ -52,6 +52,12 @@ func NewStore(n, t, h int, budget int64, dir string) (*Store, error) {
 	}
 	s.mm = m
 	s.data = unsafe.Slice((*float32)(unsafe.Pointer(&m[0])), n*t*h)
+	// The mapping keeps the file's pages; without a name, nothing is left behind if the
+	// process is killed.
+	if err := os.Remove(s.path); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%w: unlink scratch file %s: %w", ErrStore, s.path, err)
+	}
 	return s, nil
 }
 

@@ -32,9 +32,14 @@
 // # Shared tensor files
 //
 // Tensors travel through files the host creates in HostOptions.ScratchDir (os.TempDir()
-// by default; a tmpfs such as /dev/shm avoids disk writeback), named
-// wanda-plugin-scratch-*, mapped with mmap and reused across calls (they only grow), and
-// removed by Close. A request carries descriptors: path, byte offset (a multiple of 4096),
+// by default; a tmpfs such as /dev/shm avoids disk writeback), inside a directory
+// wanda-plugin-XXXXXXXX that the host process owns (package internal/staging: an owner lock
+// wanda-plugin-XXXXXXXX.lock beside it, held with flock(2)); go-plugin's socket directory
+// lives in such a directory too, in os.TempDir() (or /tmp when that path is too long for a
+// socket address). The files are named wanda-plugin-scratch-*, mapped with mmap and reused
+// across calls (they only grow), and removed with their directory by Close. When wanda is
+// killed (SIGKILL, the OOM killer), the next plugin start removes the directories whose
+// owner is dead. A request carries descriptors: path, byte offset (a multiple of 4096),
 // dtype and shape. Every tensor is dense and row-major (last dimension fastest) with
 // little-endian elements and no padding:
 //
@@ -62,9 +67,20 @@
 // ErrStart, ErrNotFound, ErrClosed (a call after Close, or after a crash or timeout).
 // Inputs are checked first: non-finite weights or statistics give pipeline.ErrNonFinite,
 // and NaN scores given to a pattern too; invalid targets give pipeline.ErrBadTarget.
-// The plugin runs in its own process group, and Close, a crash or a timeout kills the
-// group, so nothing the plugin started survives it. A plugin built with the SDK also exits
-// by itself if wanda dies.
+//
+// # Processes
+//
+// The plugin runs in its own process group (on Linux with SIGKILL as its parent-death
+// signal). When the plugin process ends, for any reason, the host kills its whole group
+// before reaping it, so nothing the plugin started (a wrapper script's background job)
+// survives it; a crash, a timeout or a cancelled context kills the group at once. The
+// host owns the read ends of the plugin's stdout and stderr and closes them shortly after
+// the plugin ended, so a descendant that still holds them cannot make the host wait.
+// Close waits a few seconds at most for a graceful exit, then kills the group; nothing
+// waits unboundedly for go-plugin. Opening a plugin stops at its timeout or when its
+// context is cancelled (SIGINT or SIGTERM in wanda). A plugin built with the SDK also
+// exits by itself if wanda dies. Only a descendant that leaves the process group (setsid)
+// can outlive the plugin.
 //
 // # Logging
 //

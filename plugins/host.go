@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/wanda-go/wanda/internal/staging"
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/plugins/internal/shm"
 	"github.com/wanda-go/wanda/plugins/internal/wire"
@@ -92,10 +92,15 @@ type conn struct {
 	log     *slog.Logger
 
 	client *plugin.Client
-	cmd    *exec.Cmd
+	proc   *proc
 	rpc    *wire.Clients
 	info   Info
-	pool   *shm.Pool
+	// Owner-locked directories of this process (a later run removes them if it
+	// is killed): scratch holds the tensor files, sock go-plugin's socket
+	// directory (in os.TempDir(), whose path is short enough for a socket).
+	// They are the same directory when ScratchDir is os.TempDir().
+	scratch, sock *staging.Dir
+	pool          *shm.Pool
 
 	mu      sync.RWMutex // calls hold it shared; close holds it exclusively
 	deadMu  sync.Mutex
@@ -137,14 +142,26 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 		return nil, c.errf("start", nil, err)
 	}
 
-	c.cmd = exec.Command(abs)
-	c.cmd.Env = append(os.Environ(), opts.Env...)
-	setProcessGroup(c.cmd)
+	// The tensor files and the plugin's socket live in directories of this
+	// process, owner-locked: a later run removes them if this one is killed.
+	sockParent := socketParent()
+	if c.sock, err = staging.Temp(sockParent, "wanda-plugin"); err != nil {
+		return nil, c.errf("start", nil, ErrStart, err)
+	}
+	c.scratch = c.sock
+	if tmp, _ := filepath.Abs(sockParent); scratch != tmp {
+		if c.scratch, err = staging.Temp(scratch, "wanda-plugin"); err != nil {
+			c.removeScratch()
+			return nil, c.errf("start", nil, ErrStart, err)
+		}
+	}
+	c.proc = newProc(abs, opts.Env)
 	c.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
 		Plugins:          wire.PluginSet(&wire.Stage{}),
-		Cmd:              c.cmd,
-		SkipHostEnv:      true, // c.cmd.Env has it, before opts.Env
+		RunnerFunc:       c.proc.runnerFunc,
+		SkipHostEnv:      true, // the runner adds it, before opts.Env
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: c.sock.Path},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLog(c.log, c.name),
 		GRPCDialOptions:  wire.DialOptions(),
@@ -156,15 +173,23 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	defer func() {
 		if !ok {
 			c.kill(nil)
+			c.removeScratch()
 		}
 	}()
-	proto, err := c.client.Client()
+	proto, err := c.handshake(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, c.errf("start", nil, ErrStart, ctx.Err())
+		}
 		if strings.Contains(strings.ToLower(err.Error()), "incompatible api version") {
 			return nil, c.errf("handshake", nil, ErrProtocol,
 				fmt.Errorf("host speaks protocol version %d: %v", wire.ProtocolVersion, oneLine(err)))
 		}
-		return nil, c.errf("start", nil, ErrStart, errors.New(oneLine(err)))
+		msg := oneLine(err)
+		if ps, exited := c.proc.exitState(drainGrace); exited && ps != nil {
+			msg += " (process ended: " + ps.String() + ")"
+		}
+		return nil, c.errf("start", nil, ErrStart, errors.New(msg))
 	}
 	raw, err := proto.Dispense(wire.StageName)
 	if err != nil {
@@ -204,9 +229,62 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	if err := checkArgs(opts.Args, c.info.Args); err != nil {
 		return nil, c.errf("info", nil, ErrArgs, err)
 	}
-	c.pool = shm.NewPool(scratch)
+	c.pool = shm.NewPool(c.scratch.Path)
 	ok = true
 	return c, nil
+}
+
+// socketParent is where the plugin's socket directory goes: os.TempDir(), or
+// /tmp when that path is too long for a Unix socket address (at most 107 bytes
+// on Linux, 103 on macOS) with what go-plugin and the plugin append to it.
+func socketParent() string {
+	const tail = len("/wanda-plugin-01234567/plugin-dir0123456789/plugin0123456789")
+	d := os.TempDir()
+	if len(d)+tail <= 100 {
+		return d
+	}
+	if fi, err := os.Stat("/tmp"); err == nil && fi.IsDir() {
+		return "/tmp"
+	}
+	return d
+}
+
+// handshake starts the process and waits for go-plugin's handshake (bounded by
+// the timeout), or for ctx: then it kills the process and returns.
+func (c *conn) handshake(ctx context.Context) (plugin.ClientProtocol, error) {
+	type result struct {
+		proto plugin.ClientProtocol
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		p, err := c.client.Client()
+		ch <- result{p, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.proto, r.err
+	case <-ctx.Done():
+		c.proc.kill() // makes Client return (the pipes close)
+		select {
+		case <-ch:
+		case <-time.After(killWait):
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// removeScratch removes the scratch directories (tensor files and socket).
+func (c *conn) removeScratch() error {
+	var errs []error
+	if c.scratch != nil {
+		errs = append(errs, c.scratch.Remove())
+	}
+	if c.sock != nil && c.sock != c.scratch {
+		errs = append(errs, c.sock.Remove())
+	}
+	c.scratch, c.sock = nil, nil
+	return errors.Join(errs...)
 }
 
 func oneLine(err error) string {
@@ -248,7 +326,18 @@ func checkArgs(args map[string]string, specs []ArgSpec) error {
 	return nil
 }
 
-// kill ends the process (its whole process group) and records why; safe to call repeatedly.
+// How long kill waits for go-plugin's Client.Kill: first for a graceful exit
+// (go-plugin itself waits up to 2 s for it), then, after the process group was
+// killed, for its goroutines to finish. It never waits longer.
+const (
+	gracefulWait = 3 * time.Second
+	killWait     = 2 * time.Second
+)
+
+// kill ends the process (its whole process group) and records why; safe to call
+// repeatedly. It never blocks for more than gracefulWait+killWait: go-plugin's
+// Client.Kill waits for the plugin's stdio pipes, which a child of a wrapper
+// script may hold, so it runs aside and the process group is killed regardless.
 func (c *conn) kill(reason error) {
 	c.deadMu.Lock()
 	if c.dead == nil && reason != nil {
@@ -262,10 +351,23 @@ func (c *conn) kill(reason error) {
 	c.deadMu.Unlock()
 	if reason != nil {
 		// The plugin is hung or misbehaving: no graceful shutdown.
-		killGroup(c.cmd)
+		c.proc.kill()
 	}
-	c.client.Kill()
-	killGroup(c.cmd) // anything the plugin started
+	done := make(chan struct{})
+	go func() {
+		c.client.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(gracefulWait):
+	}
+	c.proc.kill() // anything the plugin started
+	select {
+	case <-done:
+	case <-time.After(killWait):
+		c.log.Warn("plugin: gave up waiting for the plugin's connection to close", "plugin", c.name, "path", c.path)
+	}
 }
 
 func (c *conn) deadErr() error {
@@ -284,10 +386,10 @@ func (c *conn) closedErr(op string, li *pipeline.LayerInfo, dead error) error {
 
 // pid returns the plugin's process id (0 if it never started).
 func (c *conn) pid() int {
-	if c.cmd == nil || c.cmd.Process == nil {
+	if c.proc == nil {
 		return 0
 	}
-	return c.cmd.Process.Pid
+	return c.proc.Pid()
 }
 
 // Close ends the plugin process and removes the scratch files.
@@ -305,6 +407,7 @@ func (c *conn) Close() error {
 		if c.pool != nil {
 			err = c.pool.Close()
 		}
+		err = errors.Join(err, c.removeScratch())
 	})
 	return err
 }
@@ -338,7 +441,7 @@ func (c *conn) callError(ctx, cctx context.Context, op string, li *pipeline.Laye
 		e := fmt.Errorf("%w after %v; process killed", ErrTimeout, c.timeout)
 		c.kill(e)
 		return c.errf(op, li, ErrTimeout, fmt.Errorf("no reply after %v; process killed", c.timeout))
-	case st.Code() == codes.Unavailable || st.Code() == codes.Canceled || c.client.Exited():
+	case st.Code() == codes.Unavailable || st.Code() == codes.Canceled || c.exited():
 		how := c.waitExit(2 * time.Second)
 		c.kill(fmt.Errorf("%w (%s)", ErrCrashed, how))
 		return c.errf(op, li, ErrCrashed, fmt.Errorf("%s: %s", how, st.Message()))
@@ -346,16 +449,19 @@ func (c *conn) callError(ctx, cctx context.Context, op string, li *pipeline.Laye
 	return c.errf(op, li, ErrFailed, fmt.Errorf("%s: %s", st.Code(), st.Message()))
 }
 
+// exited reports whether the plugin process has ended.
+func (c *conn) exited() bool {
+	_, ok := c.proc.exitState(0)
+	return ok
+}
+
 // waitExit waits up to d for the process to exit and says how it ended.
 func (c *conn) waitExit(d time.Duration) string {
-	deadline := time.Now().Add(d)
-	for !c.client.Exited() {
-		if time.Now().After(deadline) {
-			return "connection lost"
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if ps := c.cmd.ProcessState; ps != nil {
+	ps, ok := c.proc.exitState(d)
+	switch {
+	case !ok:
+		return "connection lost"
+	case ps != nil:
 		return "process ended: " + ps.String()
 	}
 	return "process ended"

@@ -34,6 +34,9 @@ func run(m *testing.M) int {
 	if os.Getenv("WANDA_TEST_ORPHAN_HOST") != "" {
 		orphanHost() // exits
 	}
+	if os.Getenv("WANDA_TEST_KILLED_HOST") != "" {
+		killedHost() // waits to be killed
+	}
 	dir, err := os.MkdirTemp("", "wanda-plugins-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -2,12 +2,17 @@
 
 package plugins
 
-import "os/exec"
+import (
+	"os"
+	"os/exec"
+)
 
 func setProcessGroup(*exec.Cmd) {}
 
-func killGroup(cmd *exec.Cmd) {
-	if cmd.Process != nil {
-		_ = cmd.Process.Kill()
+func killGroup(pid int) {
+	if p, err := os.FindProcess(pid); err == nil && pid > 0 {
+		_ = p.Kill()
 	}
 }
+
+func waitNoReap(int) bool { return false }

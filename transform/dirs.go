@@ -1,40 +1,49 @@
 package transform
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/wanda-go/wanda/internal/regfile"
 	"github.com/wanda-go/wanda/internal/staging"
 )
 
-// ErrExists: the output directory already exists.
-var ErrExists = errors.New("pack: output directory already exists")
+// ErrExists: the output directory already exists (and Force was not set).
+var ErrExists = staging.ErrExists
 
 // ConfigName is the model configuration file.
 const ConfigName = "config.json"
 
-// buildDir runs fill on a fresh temporary sibling of out and renames it to out
-// when fill succeeds; otherwise the temporary directory is removed.
-func buildDir(out string, fill func(tmp string) error) (err error) {
-	out = filepath.Clean(out)
-	if _, err := os.Lstat(out); err == nil {
-		return fmt.Errorf("%s: %w", out, ErrExists)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+// checkOut refuses, before any work, an output that must not be written (see
+// staging.CheckTarget): empty, an input or inside one, the working directory,
+// not a directory, existing without force, or with force not a model or
+// previous output.
+func checkOut(op, out string, force bool, inputs ...string) error {
+	if err := staging.CheckTarget(out, force, inputs...); err != nil {
+		return fmt.Errorf("%s: output: %w", op, err)
+	}
+	return nil
+}
+
+// buildDir runs fill on a fresh staging sibling of out (see package staging)
+// and moves it to out when fill succeeds: replacing an existing out only with
+// force (checked by checkOut first), never removing it before the new one is
+// in place. Otherwise the staging directory is removed.
+func buildDir(out string, force bool, fill func(tmp string) error) (err error) {
+	out, err = filepath.Abs(out)
+	if err != nil {
 		return err
 	}
-	parent := filepath.Dir(out)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
 	stage, err := staging.New(out)
 	if err != nil {
-		return err
+		return fmt.Errorf("output: %w", err)
 	}
 	tmp := stage.Path
 	defer func() {
@@ -50,8 +59,8 @@ func buildDir(out string, fill func(tmp string) error) (err error) {
 	if err := fill(tmp); err != nil {
 		return err
 	}
-	if _, err := os.Lstat(out); err == nil {
-		return fmt.Errorf("%s: %w (created while writing)", out, ErrExists)
+	if force {
+		return stage.Replace(out)
 	}
 	return stage.Commit(out)
 }
@@ -105,7 +114,7 @@ func copyTree(src, dst string, skip func(name string) bool, depth int) error {
 }
 
 func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+	in, err := regfile.Open(src)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,16 +12,23 @@ import (
 
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/peft"
+	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/regfile"
 	"github.com/wanda-go/wanda/tensor"
 )
+
+// ErrNonFinite: NaN or ±Inf in an adapter's weights or in a merged weight
+// (W + s·B·A overflowing float32 or the model's dtype).
+var ErrNonFinite = errors.New("merge-lora: non-finite value")
 
 // MergeOptions configures MergeLoRA.
 type MergeOptions struct {
 	// Scale multiplies every module's LoRA scaling (0 means 1).
 	Scale float64
-	// MaxShardBytes as in Options.
+	// MaxShardBytes and Force as in Options.
 	MaxShardBytes int64
+	Force         bool
 }
 
 // MergeResult describes what MergeLoRA did.
@@ -54,6 +62,9 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 	if math.IsNaN(userScale) || math.IsInf(userScale, 0) {
 		return nil, fmt.Errorf("merge-lora: scale %g is not finite", userScale)
 	}
+	if err := checkOut("merge-lora", out, opt.Force, dir, adapterDir); err != nil {
+		return nil, err
+	}
 	r, err := Open(dir)
 	if err != nil {
 		return nil, err
@@ -71,6 +82,10 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 		if dt, _ := r.DType(m.Weight); !dt.IsFloat() {
 			return nil, fmt.Errorf("%s: tensor %q: dtype %s is not a float dtype", dir, m.Weight, dt)
 		}
+		if err := checkFiniteAdapter(m); err != nil {
+			return nil, fmt.Errorf("%s: module %q: %w", adapterDir, m.Name, err)
+		}
+		ad.Release(m)
 	}
 
 	res := &MergeResult{MaskSource: "exact zeros"}
@@ -94,7 +109,7 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 	}
 
 	cfgPath := filepath.Join(dir, ConfigName)
-	cfgBytes, err := os.ReadFile(cfgPath)
+	cfgBytes, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +119,7 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 		}
 	}
 
-	err = buildDir(out, func(tmp string) error {
+	err = buildDir(out, opt.Force, func(tmp string) error {
 		err := writeDense(r, tmp, opt.MaxShardBytes, func(name string, data []byte) ([]byte, error) {
 			m, ok := ad.ForWeight(name)
 			if !ok {
@@ -180,9 +195,20 @@ func mergeOne(data []byte, dt dtype.DType, m *peft.Module, alpha float32, mask *
 			}
 		}
 	}
+	if k, n := firstNonFinite(w); n > 0 {
+		old := make([]float32, 1)
+		size := dt.Size()
+		dtype.ToFloat32(old, data[k*size:(k+1)*size], dt)
+		return nil, 0, 0, fmt.Errorf("%s[%d, %d] = %v after the merge (W = %v; %d non-finite merged values): %w",
+			m.Weight, k/cols, k%cols, w[k], old[0], n, ErrNonFinite)
+	}
 	out := make([]byte, len(data))
 	if err := dtype.FromFloat32(out, w, dt); err != nil {
 		return nil, 0, 0, err
+	}
+	if k, n := firstNonFiniteBytes(out, dt); n > 0 {
+		return nil, 0, 0, fmt.Errorf("%s[%d, %d] = %v after the merge overflows %s (%d values): %w",
+			m.Weight, k/cols, k%cols, w[k], dt, n, ErrNonFinite)
 	}
 	// +0.0 everywhere a zero lands (a kept weight can round or cancel to ±0).
 	size := dt.Size()
@@ -203,4 +229,67 @@ func mergeOne(data []byte, dt dtype.DType, m *peft.Module, alpha float32, mask *
 		}
 	}
 	return out, pruned, keptZeros, nil
+}
+
+// checkFiniteAdapter refuses NaN and ±Inf in a module's lora_A and lora_B.
+func checkFiniteAdapter(m *peft.Module) error {
+	for _, p := range []struct {
+		what string
+		t    *safetensors.Tensor
+	}{{"lora_A", m.A}, {"lora_B", m.B}} {
+		v, err := p.t.Float32()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.t.Name, err)
+		}
+		if k, n := firstNonFinite(v); n > 0 {
+			cols := 1
+			if len(p.t.Shape) == 2 {
+				cols = int(p.t.Shape[1])
+			}
+			return fmt.Errorf("%s %s holds %v at [%d, %d] (%d non-finite values): %w", p.what, p.t.Name, v[k], k/cols, k%cols, n, ErrNonFinite)
+		}
+	}
+	return nil
+}
+
+// firstNonFinite returns the index of the first NaN or ±Inf of v and how many there are.
+func firstNonFinite(v []float32) (first, n int) {
+	first = -1
+	for k, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			if n == 0 {
+				first = k
+			}
+			n++
+		}
+	}
+	return first, n
+}
+
+// firstNonFiniteBytes is firstNonFinite on raw little-endian elements of the
+// float dtype dt (all exponent bits set: ±Inf or NaN).
+func firstNonFiniteBytes(b []byte, dt dtype.DType) (first, n int) {
+	first = -1
+	size := dt.Size()
+	for k := 0; k*size < len(b); k++ {
+		e := b[k*size : (k+1)*size]
+		var bad bool
+		switch dt {
+		case dtype.BF16:
+			bad = binary.LittleEndian.Uint16(e)&0x7f80 == 0x7f80
+		case dtype.F16:
+			bad = binary.LittleEndian.Uint16(e)&0x7c00 == 0x7c00
+		case dtype.F32:
+			bad = binary.LittleEndian.Uint32(e)&0x7f800000 == 0x7f800000
+		case dtype.F64:
+			bad = binary.LittleEndian.Uint64(e)&0x7ff0000000000000 == 0x7ff0000000000000
+		}
+		if bad {
+			if n == 0 {
+				first = k
+			}
+			n++
+		}
+	}
+	return first, n
 }

@@ -293,3 +293,59 @@ func TestMergeLoRARefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeLoRANonFinite: NaN or ±Inf in the adapter, or merged values that
+// overflow float32 or the model's dtype (W + s·B·A), are refused with the
+// module named, and nothing is written.
+func TestMergeLoRANonFinite(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, tc := range []struct {
+		name  string
+		dtype string
+		edit  func(p *loraPair)
+		says  []string
+	}{
+		{"NaN in lora_A", "bf16", func(p *loraPair) { p.a[5] = nan }, []string{"lora_A", "NaN at [0, 5]"}},
+		{"Inf in lora_B", "bf16", func(p *loraPair) { p.b[3*p.r] = inf }, []string{"lora_B", "+Inf at [3, 0]"}},
+		{"float32 overflow", "bf16", func(p *loraPair) {
+			for i := range p.a {
+				p.a[i], p.b[i%len(p.b)] = 1e30, 1e30
+			}
+		}, []string{"after the merge", "Inf"}},
+		{"f16 overflow", "f16", func(p *loraPair) {
+			for i := range p.a {
+				p.a[i] = 300
+			}
+			for i := range p.b {
+				p.b[i] = 300
+			}
+		}, []string{"overflows F16"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := makePruned(t, fixtureOpts{dtype: tc.dtype, pattern: "unstructured", seed: 3})
+			work := t.TempDir()
+			q := module(1, config.PartQ)
+			qs := f.shapes[config.LayerTensor(1, config.PartQ)]
+			p := randPair(rand.New(rand.NewPCG(4, 4)), 2, int(qs[1]), int(qs[0]))
+			tc.edit(&p)
+			adir := filepath.Join(work, "adapter")
+			writeAdapter(t, adir, map[string]any{"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": []string{"q_proj"}},
+				map[string]loraPair{q: p})
+			out := filepath.Join(work, "merged")
+			_, err := MergeLoRA(f.dir, adir, out, MergeOptions{})
+			if !errors.Is(err, ErrNonFinite) {
+				t.Fatalf("got %v, want ErrNonFinite", err)
+			}
+			t.Log(err)
+			for _, w := range append(tc.says, q) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Error("output written")
+			}
+			noTempDirs(t, work)
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // FormatAuto lets Pack choose: sparse-24-bitmask when every packed linear is
@@ -23,6 +24,10 @@ type Options struct {
 	// MaxShardBytes is the largest data size of an output shard; 0 writes one
 	// model.safetensors.
 	MaxShardBytes int64
+	// Force replaces an existing output directory that is a model directory or
+	// a previous wanda output (see staging.CheckTarget); the old one is removed
+	// only once the new one is in place.
+	Force bool
 }
 
 // Result describes what Pack did.
@@ -68,16 +73,59 @@ func targetsOf(dir string, names []string) ([]string, error) {
 // (wrapping sparse.ErrNot24 / sparse.ErrNegativeZero) before anything is
 // written.
 func Pack(dir, out string, opt Options) (*Result, error) {
+	if err := validFormat(opt.Format); err != nil {
+		return nil, err
+	}
+	if err := checkOut("pack", out, opt.Force, dir); err != nil {
+		return nil, err
+	}
+	res, err := pack(dir, opt, func(fill func(string) error) error { return buildDir(out, opt.Force, fill) })
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("pack: done", "out", out, "format", res.Format, "tensors", len(res.Packed),
+		"dense_bytes", res.DenseBytes, "packed_bytes", res.PackedBytes)
+	return res, nil
+}
+
+// PackInto is Pack writing into dst, which must not exist, without a staging
+// directory or output checks: for a caller that builds its output in its own
+// staging directory (the prune --pack finisher writes dst beside its staging
+// directory as STAGING.packed, which staging.Sweep removes with it after a
+// kill). dst is removed when PackInto fails.
+func PackInto(dir, dst string, opt Options) (*Result, error) {
+	if err := validFormat(opt.Format); err != nil {
+		return nil, err
+	}
+	return pack(dir, opt, func(fill func(string) error) error {
+		if err := os.Mkdir(dst, 0o755); err != nil {
+			return err
+		}
+		if err := fill(dst); err != nil {
+			os.RemoveAll(dst)
+			return err
+		}
+		return nil
+	})
+}
+
+func validFormat(f sparse.Format) error {
+	switch f {
+	case "", FormatAuto, sparse.Format24, sparse.FormatBitmask:
+		return nil
+	}
+	return fmt.Errorf("pack: format %q (want auto, %s or %s)", f, sparse.Format24, sparse.FormatBitmask)
+}
+
+// pack checks and plans the packed copy of dir, then calls write with the
+// function that fills an output directory.
+func pack(dir string, opt Options, write func(fill func(tmp string) error) error) (*Result, error) {
 	format := opt.Format
-	switch format {
-	case "", FormatAuto:
+	if format == "" {
 		format = FormatAuto
-	case sparse.Format24, sparse.FormatBitmask:
-	default:
-		return nil, fmt.Errorf("pack: format %q (want auto, %s or %s)", format, sparse.Format24, sparse.FormatBitmask)
 	}
 	cfgPath := filepath.Join(dir, ConfigName)
-	cfgBytes, err := os.ReadFile(cfgPath)
+	cfgBytes, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
@@ -177,7 +225,7 @@ func Pack(dir, out string, opt Options) (*Result, error) {
 	}
 	sort.Strings(res.Packed)
 
-	err = buildDir(out, func(tmp string) error {
+	err = write(func(tmp string) error {
 		w, err := safetensors.Create(tmp, specs, safetensors.WriterOptions{MaxShardBytes: opt.MaxShardBytes, Metadata: set.Metadata()})
 		if err != nil {
 			return err
@@ -251,8 +299,6 @@ func Pack(dir, out string, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	slog.Info("pack: done", "out", out, "format", format, "tensors", len(res.Packed),
-		"dense_bytes", res.DenseBytes, "packed_bytes", res.PackedBytes)
 	return res, nil
 }
 
@@ -273,7 +319,7 @@ func targetList(cfg *config.Config, packed []string) []string {
 // IsPacked reports whether the model directory dir is packed (its config.json
 // has a compressed-tensors sparsity_config).
 func IsPacked(dir string) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ConfigName))
+	b, err := regfile.ReadFile(filepath.Join(dir, ConfigName))
 	if err != nil {
 		return false, err
 	}

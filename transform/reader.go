@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // ErrPacked: a packed tensor set is inconsistent (missing or misshapen parts).
@@ -73,7 +73,7 @@ type dirReader struct {
 func Open(dir string) (Reader, error) {
 	var sc *sparse.SparsityConfig
 	cfgPath := filepath.Join(dir, ConfigName)
-	if b, err := os.ReadFile(cfgPath); err == nil {
+	if b, err := regfile.ReadFile(cfgPath); err == nil {
 		if sc, err = sparse.ReadSparsityConfig(b); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfgPath, err)
 		}

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // ErrNotPacked: Unpack was given a model without a sparsity_config.
@@ -19,6 +19,9 @@ var ErrNotPacked = errors.New("pack: not a packed model")
 // tensor copied, and config.json written without its quantization_config.
 // opt.Format is ignored.
 func Unpack(dir, out string, opt Options) error {
+	if err := checkOut("unpack", out, opt.Force, dir); err != nil {
+		return err
+	}
 	r, err := Open(dir)
 	if err != nil {
 		return err
@@ -28,7 +31,7 @@ func Unpack(dir, out string, opt Options) error {
 		return fmt.Errorf("%s: %w (config.json has no compressed-tensors sparsity_config)", dir, ErrNotPacked)
 	}
 	cfgPath := filepath.Join(dir, ConfigName)
-	cfgBytes, err := os.ReadFile(cfgPath)
+	cfgBytes, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -37,7 +40,7 @@ func Unpack(dir, out string, opt Options) error {
 		return fmt.Errorf("%s: %w", cfgPath, err)
 	}
 	n := 0
-	err = buildDir(out, func(tmp string) error {
+	err = buildDir(out, opt.Force, func(tmp string) error {
 		if err := writeDense(r, tmp, opt.MaxShardBytes, func(name string, data []byte) ([]byte, error) {
 			if r.Packed(name) {
 				n++

@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -36,6 +39,11 @@ func init() {
 
 func runDemo(c *cli.Context) error {
 	dir := c.String("dir")
+	if dir != "" {
+		if err := checkDemoDir(dir); err != nil {
+			return err
+		}
+	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "wanda-demo-")
 		if err != nil {
@@ -88,4 +96,31 @@ func runDemo(c *cli.Context) error {
 	}
 	fmt.Fprintln(w, "== what the pruned model holds (wanda inspect)")
 	return run("inspect", "--model", pruned)
+}
+
+// demoFiles are what the demo writes into its directory.
+var demoFiles = []string{"tiny-model", "tiny-model-pruned", "calib.jsonl", "eval.txt"}
+
+// checkDemoDir refuses a --dir that holds anything but a previous demo's
+// files: the demo overwrites those, and must not overwrite anything else.
+func checkDemoDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: --dir: %v", errUsage, err)
+	}
+	var other []string
+	for _, e := range ents {
+		n := e.Name()
+		if !slices.Contains(demoFiles, n) && !strings.HasPrefix(n, ".tiny-model-pruned.") {
+			other = append(other, n)
+		}
+	}
+	if len(other) > 0 {
+		return fmt.Errorf("%w: --dir %s holds files the demo did not write (%s); give a new or empty directory",
+			errUsage, dir, strings.Join(other[:min(len(other), 5)], ", "))
+	}
+	return nil
 }

@@ -37,7 +37,7 @@ func TestFullDisk(t *testing.T) {
 		if err == nil {
 			t.Fatal("prune onto a 128 KiB disk succeeded")
 		}
-		if !strings.Contains(string(msg), "not enough free disk space") || !strings.Contains(string(msg), "GiB free") {
+		if !strings.Contains(string(msg), "not enough free disk space") || !strings.Contains(string(msg), "KiB free") || strings.Contains(string(msg), "0.00 GiB") {
 			t.Fatalf("error does not say how much space is needed:\n%s", msg)
 		}
 		if ents, _ := os.ReadDir(disk); len(ents) != 0 {

@@ -47,9 +47,8 @@ func finishOutput(c *cli.Context, cfg *config.Config, dir string, rep *pipeline.
 		return err
 	}
 	packed := dir + ".packed"
-	res, err := transform.Pack(dir, packed, transform.Options{Format: f, MaxShardBytes: maxShard})
+	res, err := transform.PackInto(dir, packed, transform.Options{Format: f, MaxShardBytes: maxShard})
 	if err != nil {
-		os.RemoveAll(packed)
 		return err
 	}
 	if err := os.RemoveAll(dir); err != nil {

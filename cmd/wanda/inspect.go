@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -33,6 +34,11 @@ zeros (-0.0, which some 2:4 kernels mishandle) and whether the tensor satisfies 
 partial group must hold min(N, its size)). Tensors are scanned one at a time from the memory
 map, on their raw bytes, and their pages are released afterwards.
 
+Every float tensor is also scanned for NaN and ±Inf. The command exits with status 1 when it
+finds a problem (each printed on a "problem:" line, and listed under "problems" with --json):
+missing, unexpected or misshapen tensors, NaN or ±Inf values, a prunable linear whose dtype is
+not a float dtype.
+
 A packed directory (compressed-tensors sparse-24-bitmask or sparse-bitmask, as written by
 "wanda pack" or "wanda prune --pack") is read through its dense view: tensors are listed by
 their dense names, each packed one is unpacked for the scan, and the report names the format
@@ -49,12 +55,20 @@ their dense names, each packed one is unpacked for the scan, and the report name
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				err = enc.Encode(rep)
+			} else {
+				err = rep.writeText(c.App.Writer)
 			}
-			return rep.writeText(c.App.Writer)
+			if err == nil && len(rep.Problems) > 0 {
+				err = fmt.Errorf("%w: %d in %s", errInspectProblems, len(rep.Problems), c.String("model"))
+			}
+			return err
 		},
 	})
 }
+
+// errInspectProblems: inspect found problems (it printed them; the exit status says so).
+var errInspectProblems = errors.New("inspect: problems found")
 
 // inspectReport is the --json document. Field names are part of the CLI's
 // stable output; add fields, do not rename them.
@@ -66,7 +80,7 @@ type inspectReport struct {
 	NumParams    int64           `json:"num_params"`
 	Tensors      []inspectTensor `json:"tensors"` // config order (embeddings, layers, norm, lm_head), then extras by name
 	Prunable     inspectTotals   `json:"prunable"`
-	Problems     []string        `json:"problems"` // missing/unexpected tensors, shape mismatches; empty when consistent
+	Problems     []string        `json:"problems"` // missing/unexpected tensors, shape mismatches, NaN/±Inf, non-float linears; empty when sound
 	// Format is "dense", or the compressed-tensors format of a packed
 	// directory ("sparse-24-bitmask", "sparse-bitmask").
 	Format         string                 `json:"format"`
@@ -100,6 +114,8 @@ type inspectTensor struct {
 	Shard    string          `json:"shard"`              // file name of the shard (of the .compressed part when packed)
 	Packed   bool            `json:"packed,omitempty"`   // stored packed; Name, DType and Shape are the dense tensor's
 	Sparsity *tensorSparsity `json:"sparsity,omitempty"` // prunable linears only
+	NaN      int64           `json:"nan,omitempty"`      // NaN values (float tensors)
+	Inf      int64           `json:"inf,omitempty"`      // +Inf and -Inf values (float tensors)
 }
 
 // tensorSparsity: exact zeros of a weight matrix [out, in] (rows = out).
@@ -218,14 +234,35 @@ func inspectModel(dir string) (*inspectReport, error) {
 		if ws, ok := want[name]; ok && !equalShape(ws, shape) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: shape %s, config implies %s", name, shapeString(shape), shapeString(ws)))
 		}
-		if _, p, ok := config.ParseLayerTensor(name); ok && p.IsLinear() {
-			data, err := r.Bytes(name)
-			var sp *tensorSparsity
-			if err == nil {
-				sp, err = scanSparsity(dt, shape, data)
+		_, p, isLayer := config.ParseLayerTensor(name)
+		linear := isLayer && p.IsLinear()
+		if linear && !dt.IsFloat() {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: dtype %s is not a float dtype (a prunable linear must be F32, F16 or BF16)", name, dt))
+		}
+		if !dt.IsFloat() && !linear {
+			rep.Tensors = append(rep.Tensors, it)
+			continue
+		}
+		data, err := r.Bytes(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", file, name, err)
+		}
+		if dt.IsFloat() {
+			var first int64
+			it.NaN, it.Inf, first = countNonFinite(dt, data)
+			if it.NaN+it.Inf > 0 {
+				at := fmt.Sprintf("[%d]", first)
+				if len(shape) > 1 && shape[len(shape)-1] > 0 {
+					cols := shape[len(shape)-1]
+					at = fmt.Sprintf("[%d, %d]", first/cols, first%cols)
+				}
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d NaN and %d ±Inf values (the first at %s)", name, it.NaN, it.Inf, at))
 			}
-			r.Release(name)
+		}
+		if linear {
+			sp, err := scanSparsity(dt, shape, data)
 			if err != nil {
+				r.Release(name)
 				return nil, fmt.Errorf("%s: tensor %q: %w", file, name, err)
 			}
 			it.Sparsity = sp
@@ -237,6 +274,7 @@ func inspectModel(dir string) (*inspectReport, error) {
 			tot.All2of4 = tot.All2of4 && sp.Is2of4
 			tot.All4of8 = tot.All4of8 && sp.Is4of8
 		}
+		r.Release(name)
 		rep.Tensors = append(rep.Tensors, it)
 	}
 	rep.NumTensors = len(rep.Tensors)
@@ -259,6 +297,46 @@ func equalShape(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// countNonFinite counts the NaN and ±Inf elements of the raw little-endian
+// bytes of a float dtype (all exponent bits set) and returns the index of the
+// first one (-1 if none).
+func countNonFinite(dt dtype.DType, data []byte) (nan, inf, first int64) {
+	first = -1
+	size := dt.Size()
+	for k := 0; (k+1)*size <= len(data); k++ {
+		e := data[k*size:]
+		var expAll, mant bool
+		switch dt {
+		case dtype.BF16:
+			h := binary.LittleEndian.Uint16(e)
+			expAll, mant = h&0x7f80 == 0x7f80, h&0x007f != 0
+		case dtype.F16:
+			h := binary.LittleEndian.Uint16(e)
+			expAll, mant = h&0x7c00 == 0x7c00, h&0x03ff != 0
+		case dtype.F32:
+			u := binary.LittleEndian.Uint32(e)
+			expAll, mant = u&0x7f800000 == 0x7f800000, u&0x007fffff != 0
+		case dtype.F64:
+			u := binary.LittleEndian.Uint64(e)
+			expAll, mant = u&0x7ff0000000000000 == 0x7ff0000000000000, u&0x000fffffffffffff != 0
+		default:
+			return 0, 0, -1
+		}
+		if !expAll {
+			continue
+		}
+		if first < 0 {
+			first = int64(k)
+		}
+		if mant {
+			nan++
+		} else {
+			inf++
+		}
+	}
+	return nan, inf, first
 }
 
 // Zero codes of one element, see classifyRow.

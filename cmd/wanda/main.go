@@ -19,7 +19,11 @@ var console = termui.New(os.Stderr)
 // commands is filled by the init functions of this package's files, one file per subcommand.
 var commands []*cli.Command
 
-func register(c *cli.Command) { commands = append(commands, c) }
+// register adds a subcommand, with the flag validation of flags.go run before it.
+func register(c *cli.Command) {
+	withValidation(c)
+	commands = append(commands, c)
+}
 
 func newApp() *cli.App {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })

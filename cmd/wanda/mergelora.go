@@ -24,7 +24,8 @@ shapes, non-LoRA, fan_in_fan_out, DoRA, missing files) are refused before anythi
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "pruned model `DIR` (dense or packed)"},
 			&cli.StringFlag{Name: "adapter", Required: true, Usage: "PEFT adapter `DIR`"},
-			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (must not exist)"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (must not exist unless --force)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace --out if it is a model directory or a previous wanda output (the old one is removed only once the new one is in place)"},
 			&cli.Float64Flag{Name: "scale", Value: 1, Usage: "extra factor on every module's LoRA scaling"},
 			&cli.StringFlag{Name: "max-shard-size", Value: "5GB", Usage: "largest output shard (e.g. 2GB, 500MiB); 0 = one file"},
 		},
@@ -38,7 +39,7 @@ shapes, non-LoRA, fan_in_fan_out, DoRA, missing files) are refused before anythi
 				return fmt.Errorf("--max-shard-size: %w", err)
 			}
 			res, err := transform.MergeLoRA(c.String("model"), c.String("adapter"), c.String("out"),
-				transform.MergeOptions{Scale: s, MaxShardBytes: maxShard})
+				transform.MergeOptions{Scale: s, MaxShardBytes: maxShard, Force: c.Bool("force")})
 			if err != nil {
 				return err
 			}

@@ -24,7 +24,8 @@ sparse-bitmask. A linear that is not 2:4 under --format sparse-24-bitmask, or th
 is refused by name. "wanda unpack" restores the dense model bit for bit.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "pruned dense model `DIR`"},
-			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (must not exist)"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (must not exist unless --force)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace --out if it is a model directory or a previous wanda output (the old one is removed only once the new one is in place)"},
 			&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto, sparse-24-bitmask or sparse-bitmask"},
 			&cli.StringFlag{Name: "max-shard-size", Value: "5GB", Usage: "largest output shard (e.g. 2GB, 500MiB); 0 = one file"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -40,7 +41,7 @@ is refused by name. "wanda unpack" restores the dense model bit for bit.`,
 			if err != nil {
 				return fmt.Errorf("--max-shard-size: %w", err)
 			}
-			res, err := transform.Pack(c.String("model"), c.String("out"), transform.Options{Format: f, MaxShardBytes: maxShard})
+			res, err := transform.Pack(c.String("model"), c.String("out"), transform.Options{Format: f, MaxShardBytes: maxShard, Force: c.Bool("force")})
 			if err != nil {
 				return err
 			}

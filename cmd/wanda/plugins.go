@@ -1,15 +1,16 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -142,6 +143,14 @@ type pluginEntry struct {
 }
 
 func runPluginsList(c *cli.Context) error {
+	// Ctrl-C or SIGTERM stops the probes (killing their plugins) and the command;
+	// a second one kills wanda at once.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	dirs := c.StringSlice("plugin-dir")
 	if err := checkDirs(dirs); err != nil {
 		return err
@@ -167,7 +176,7 @@ func runPluginsList(c *cli.Context) error {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			e := &entries[i]
-			info, err := plugins.Probe(context.Background(), e.Path, opts)
+			info, err := plugins.Probe(ctx, e.Path, opts)
 			if err != nil {
 				e.Error = errorReason(err, e.Path)
 				return
@@ -180,6 +189,9 @@ func runPluginsList(c *cli.Context) error {
 		}()
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("plugins list: interrupted (%w)", err)
+	}
 
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -39,6 +38,7 @@ written to a temporary sibling and renamed into place when complete.`,
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			c.Context = ctx // plugin starts too stop at a signal
 			return runPrune(ctx, c)
 		},
 	})
@@ -88,26 +88,6 @@ func pruneFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "ria-a", Value: 0.5, Usage: "RIA: the activation exponent a of --method ria"},
 		&cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout"},
 	}
-}
-
-// parseSize parses "5GB", "500MiB", "1024" (bytes).
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToUpper(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suf) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suf)), u.m
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("%w: size %q (want e.g. 5GB, 512MiB)", errUsage, s)
-	}
-	return int64(f * float64(mult)), nil
 }
 
 // parsePattern parses "unstructured" or "N:M" into a target.

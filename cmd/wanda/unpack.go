@@ -18,7 +18,8 @@ dense name with exactly the bytes it had before "wanda pack", other tensors and 
 copied, and config.json loses its quantization_config.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "packed model `DIR`"},
-			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (must not exist)"},
+			&cli.StringFlag{Name: "out", Required: true, Usage: "output `DIR` (must not exist unless --force)"},
+			&cli.BoolFlag{Name: "force", Usage: "replace --out if it is a model directory or a previous wanda output (the old one is removed only once the new one is in place)"},
 			&cli.StringFlag{Name: "max-shard-size", Value: "5GB", Usage: "largest output shard (e.g. 2GB, 500MiB); 0 = one file"},
 		},
 		Action: func(c *cli.Context) error {
@@ -26,7 +27,7 @@ copied, and config.json loses its quantization_config.`,
 			if err != nil {
 				return fmt.Errorf("--max-shard-size: %w", err)
 			}
-			if err := transform.Unpack(c.String("model"), c.String("out"), transform.Options{MaxShardBytes: maxShard}); err != nil {
+			if err := transform.Unpack(c.String("model"), c.String("out"), transform.Options{MaxShardBytes: maxShard, Force: c.Bool("force")}); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %s\n", c.String("out"))

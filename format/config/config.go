@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strings"
+
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // Sentinel errors. Every error returned by Parse and Load wraps one of them.
@@ -136,7 +137,7 @@ func (c *Config) Has(key string) bool {
 
 // Load reads and parses the config.json at path. Errors are prefixed with path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // Module is the LoRA pair of one linear module.
@@ -36,7 +37,7 @@ type Adapter struct {
 // Load opens the adapter in dir and validates it (see the package documentation).
 func Load(dir string) (*Adapter, error) {
 	cfgPath := filepath.Join(dir, ConfigName)
-	data, err := os.ReadFile(cfgPath)
+	data, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w (not a PEFT adapter directory)", cfgPath, ErrMissingFile)

@@ -11,6 +11,7 @@ import (
 	"github.com/edsrzf/mmap-go"
 
 	"github.com/wanda-go/wanda/format/dtype"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // Tensor is one tensor of a safetensors file. Its data is a zero-copy view into
@@ -158,7 +159,10 @@ type File struct {
 // Open memory-maps the safetensors file at path and validates its header
 // completely (see the package documentation for the checks).
 func Open(path string) (*File, error) {
-	osf, err := os.Open(path)
+	osf, err := regfile.Open(path)
+	if errors.Is(err, regfile.ErrNotRegular) {
+		return nil, err // names the path and what it is
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -166,10 +170,6 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		osf.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		osf.Close()
-		return nil, fmt.Errorf("%s: not a regular file: %w", path, ErrMalformedHeader)
 	}
 	if fi.Size() > math.MaxInt {
 		osf.Close()

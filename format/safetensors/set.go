@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // IndexName is the file name of a sharded model's index.
@@ -36,10 +38,12 @@ type Set struct {
 // dir/model.safetensors is opened.
 func OpenDir(dir string) (*Set, error) {
 	idxPath := filepath.Join(dir, IndexName)
-	idx, err := os.ReadFile(idxPath)
+	idx, err := regfile.ReadFile(idxPath)
 	switch {
 	case err == nil:
 		return openIndexed(dir, idxPath, idx)
+	case errors.Is(err, regfile.ErrNotRegular):
+		return nil, err // names the path and what it is
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%s: %w", idxPath, err)
 	}

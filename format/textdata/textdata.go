@@ -6,11 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // ErrEmpty reports an input without any text.
@@ -83,7 +84,7 @@ func Resolve(path string, f Format) Format {
 // whitespace-only line becomes "", any other line keeps its trailing "\n" (a
 // last line without one gets none).
 func ReadWikiTextRaw(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("textdata: %w", err)
 	}
@@ -127,7 +128,7 @@ func pyIsSpace(r rune) bool {
 // Blank lines are skipped; a line that is not a JSON object with a string
 // "text" field is an error naming the file and line.
 func ReadJSONL(path string) ([]string, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("textdata: %w", err)
 	}
@@ -162,7 +163,7 @@ func ReadJSONL(path string) ([]string, error) {
 
 // ReadPlain returns the contents of a UTF-8 text file.
 func ReadPlain(path string) (string, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("textdata: %w", err)
 	}

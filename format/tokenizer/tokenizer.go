@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
+
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // Tokenizer encodes and decodes text like Hugging Face tokenizers for a BPE
@@ -54,7 +55,7 @@ type addedTokenJSON struct {
 
 // Load reads and parses a tokenizer.json file. Errors name the file.
 func Load(path string) (*Tokenizer, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}

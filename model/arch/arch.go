@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -12,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // Names of the tensors outside the decoder layers (every supported type).
@@ -175,7 +175,7 @@ func Lookup(modelType string) (*Arch, error) {
 // Load reads config.json at path, completes it with its type's entry and returns both.
 // Errors name the file.
 func Load(path string) (*config.Config, *Arch, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path) // a FIFO in its place must not block
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}

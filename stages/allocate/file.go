@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
+
+	"github.com/wanda-go/wanda/internal/regfile"
 )
 
 // File is a user's sparsity file (--sparsity-file FILE): per-layer and per-tensor
@@ -79,7 +80,7 @@ type tensorJSON struct {
 
 // LoadFile reads and parses a sparsity file.
 func LoadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadFile, err)
 	}

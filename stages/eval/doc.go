@@ -15,6 +15,12 @@
 // transform (PerplexityFrom); the numbers are the same for the same dense
 // values.
 //
+// NaN or ±Inf never become a perplexity: the activations are checked after the
+// embedding and after every block, and every window's loss; the first
+// non-finite value is an error (ErrNonFinite) naming where it appeared (layer,
+// window, position) and the first tensor there holding NaN or ±Inf, or saying
+// that the weights are finite and the computation overflowed.
+//
 // Data layout: ids are a flat []int32; window w is ids[w*seqlen:(w+1)*seqlen];
 // activations are row-major [windows*seqlen, hidden] float32.
 package eval

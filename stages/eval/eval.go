@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/model"
 	"github.com/wanda-go/wanda/model/arch"
@@ -22,6 +24,10 @@ var (
 	ErrTooFewTokens = errors.New("fewer tokens than one window")
 	// ErrBadOptions: an invalid option (seqlen < 2, negative counts).
 	ErrBadOptions = errors.New("invalid evaluation options")
+	// ErrNonFinite: the model produced NaN or ±Inf (activations, a window's
+	// loss, or the perplexity); the error names where, and the first tensor
+	// holding NaN or ±Inf when there is one.
+	ErrNonFinite = errors.New("eval: non-finite values")
 )
 
 // Progress reports how far an evaluation is. Done and Total count
@@ -151,6 +157,11 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 			return Result{}, err
 		}
 		src.Release(arch.EmbedTokens)
+		if k := firstNonFinite(hc); k >= 0 {
+			t := k / H
+			return Result{}, nonFiniteErr(src, []string{arch.EmbedTokens}, fmt.Sprintf("the embedding of token id %d (window %d, position %d) is %v",
+				cids[t], w0+t/T, t%T, hc[k]))
+		}
 		prog.Chunk = c
 		for l := range L {
 			if err := ctx.Err(); err != nil {
@@ -162,6 +173,11 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 			}
 			blk.Forward(hc, n, T, nil)
 			m.ReleaseBlock(l)
+			if k := firstNonFinite(hc); k >= 0 {
+				t := k / H
+				return Result{}, nonFiniteErr(src, layerTensors(m.Arch().Tensors(cfg), l), fmt.Sprintf("layer %d produced %v activations (window %d, position %d)",
+					l, hc[k], w0+t/T, t%T))
+			}
 			prog.Done += int64(n)
 			prog.Layer = l
 			report()
@@ -169,7 +185,17 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
 		}
-		res.WindowNLL = append(res.WindowNLL, head.NLL(hc, cids, n, T)...)
+		nll := head.NLL(hc, cids, n, T)
+		for i, v := range nll {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				head := []string{config.FinalNorm, config.LMHead}
+				if cfg.TieWordEmbeddings {
+					head[1] = config.EmbedTokens
+				}
+				return Result{}, nonFiniteErr(src, head, fmt.Sprintf("window %d has a %v loss (final norm and lm_head)", w0+i, v))
+			}
+		}
+		res.WindowNLL = append(res.WindowNLL, nll...)
 		prog.Done += int64(n)
 		prog.Layer = L
 		prog.WindowsDone += n
@@ -181,9 +207,96 @@ func PerplexityFrom(ctx context.Context, src model.Source, cfg *config.Config, i
 	}
 	res.MeanNLL = sum / float64(nw)
 	res.PPL = math.Exp(res.MeanNLL)
+	if math.IsInf(res.PPL, 0) || math.IsNaN(res.PPL) {
+		return Result{}, fmt.Errorf("perplexity exp(%g) is %v: %w", res.MeanNLL, res.PPL, ErrNonFinite)
+	}
 	res.Seconds = time.Since(start).Seconds()
 	if res.Seconds > 0 {
 		res.TokensPerSecond = float64(res.Tokens) / res.Seconds
 	}
 	return res, nil
+}
+
+// firstNonFinite returns the index of the first NaN or ±Inf of v, or -1.
+func firstNonFinite(v []float32) int {
+	for k, x := range v {
+		if x-x != 0 { // NaN and ±Inf only
+			return k
+		}
+	}
+	return -1
+}
+
+// layerTensors names the tensors of decoder layer l among all of a model's.
+func layerTensors(all []config.TensorSpec, l int) []string {
+	prefix := fmt.Sprintf("model.layers.%d.", l)
+	var names []string
+	for _, t := range all {
+		if strings.HasPrefix(t.Name, prefix) {
+			names = append(names, t.Name)
+		}
+	}
+	return names
+}
+
+// nonFiniteErr is the error for non-finite values found at where: it names the
+// first of the tensors names that holds NaN or ±Inf, or says that they are all
+// finite (the values overflowed in the computation).
+func nonFiniteErr(src model.Source, names []string, where string) error {
+	for _, name := range names {
+		if what := scanTensor(src, name); what != "" {
+			return fmt.Errorf("%s: tensor %s %s: %w", where, name, what, ErrNonFinite)
+		}
+	}
+	return fmt.Errorf("%s; the weights used there are finite, so the computation overflowed float32: %w", where, ErrNonFinite)
+}
+
+// scanTensor describes the NaN and ±Inf of tensor name ("holds NaN at [i, j]
+// (n non-finite values)"), or returns "" when it has none or cannot be read.
+func scanTensor(src model.Source, name string) string {
+	dt, ok := src.DType(name)
+	shape, ok2 := src.Shape(name)
+	if !ok || !ok2 || !dt.IsFloat() {
+		return ""
+	}
+	b, err := src.Bytes(name)
+	if err != nil {
+		return ""
+	}
+	defer src.Release(name)
+	cols := int64(1)
+	if len(shape) > 1 {
+		cols = shape[len(shape)-1]
+	}
+	size := dt.Size()
+	buf := make([]float32, 1<<16)
+	var first int64 = -1
+	var firstV float32
+	var n int64
+	for off := 0; off < len(b); {
+		m := min(len(buf), (len(b)-off)/size)
+		if m == 0 {
+			break
+		}
+		if dtype.ToFloat32(buf[:m], b[off:off+m*size], dt) != nil {
+			return ""
+		}
+		for i, x := range buf[:m] {
+			if x-x != 0 {
+				if n == 0 {
+					first, firstV = int64(off/size+i), x
+				}
+				n++
+			}
+		}
+		off += m * size
+	}
+	if n == 0 {
+		return ""
+	}
+	at := fmt.Sprintf("[%d]", first)
+	if len(shape) > 1 {
+		at = fmt.Sprintf("[%d, %d]", first/cols, first%cols)
+	}
+	return fmt.Sprintf("holds %v at %s (%d non-finite values)", firstV, at, n)
 }

@@ -5,7 +5,7 @@
 //	copy        metric returning W itself (measures the transport)
 //	ok          metric |W|, logging one line per call through sdk.Logger and one plain line
 //	crash       metric that exits with status 3 in the middle of Score
-//	hang        metric whose Score never returns
+//	hang        metric whose Score never returns (first writing $WANDA_FAULTY_MARK, if set)
 //	hang-start  sleeps for ten minutes before serving (never completes the handshake)
 //	grandchild  metric that starts `sleep 600`, writes its pid to $WANDA_FAULTY_PIDFILE, hangs
 //	shape       metric returning scores with one column too many
@@ -94,6 +94,9 @@ func main() {
 		case "crash":
 			os.Exit(3)
 		case "hang":
+			if mark := os.Getenv("WANDA_FAULTY_MARK"); mark != "" {
+				os.WriteFile(mark, []byte("in Score\n"), 0o644) // the host can tell the call is under way
+			}
 			select {}
 		case "grandchild":
 			cmd := exec.Command("sleep", "600")
