@@ -112,7 +112,7 @@ func TestArchRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
-		{"prune", "--model", dir, "--out", filepath.Join(dir, "out"), "--method", "magnitude"},
+		{"prune", "--model", dir, "--out", filepath.Join(t.TempDir(), "out"), "--method", "magnitude"},
 		{"eval", "--model", dir, "--tokens", filepath.Join(shared, "models/arch/qwen3_reference.safetensors"), "--tokens-key", "eval_ids"},
 	} {
 		_, err := inspRun(t, "", args...)
@@ -121,7 +121,7 @@ func TestArchRefusals(t *testing.T) {
 			t.Errorf("%s: error %v", args[0], err)
 		}
 	}
-	_, err := inspRun(t, "", "prune", "--model", filepath.Join(shared, "models/arch/mixtral"), "--out", filepath.Join(dir, "o2"),
+	_, err := inspRun(t, "", "prune", "--model", filepath.Join(shared, "models/arch/mixtral"), "--out", filepath.Join(t.TempDir(), "o2"),
 		"--method", "magnitude", "--moe-stats", "some")
 	if err == nil || !strings.Contains(err.Error(), "some") {
 		t.Errorf("--moe-stats some: error %v", err)
