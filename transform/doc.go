@@ -19,10 +19,13 @@
 // reports, and subdirectories such as lora-template/) are copied unchanged;
 // hidden subdirectories are not.
 //
-// Which tensors are packed: the seven linears of every decoder layer
-// (format/config's name table); when the model has a sparsity_masks.safetensors,
-// only those linears it lists. Format "auto" packs sparse-24-bitmask when every
-// packed linear satisfies 2:4, and sparse-bitmask otherwise.
+// Which tensors are packed: the prunable linears of every decoder layer, as the
+// architecture table (model/arch) lists them: attention and MLP linears, every
+// expert linear and shared-expert linear, Phi-3's fused qkv_proj and
+// gate_up_proj; routers never. When the model has a sparsity_masks.safetensors,
+// only those linears it lists. The layouts are format/sparse's registered ones;
+// format "auto" uses the first (by rank) that can store every packed linear:
+// sparse-24-bitmask when every one satisfies 2:4, sparse-bitmask otherwise.
 //
 // Unpack is bit-exact: every tensor of the unpacked model has exactly the bytes
 // of the model that was packed (Pack refuses -0.0, the one value a packed
