@@ -59,8 +59,8 @@ A linear the chosen layout cannot store, or that holds -0.0, is refused by name,
 					"packed_ratio": ratio, "global_sparsity": res.GlobalSparsity, "linear_sparsity": res.LinearSparsity,
 				})
 			}
-			fmt.Fprintf(c.App.Writer, "packed %d linears as %s (%s, %.4f of their weights zero): %d -> %d bytes (%.1f%%); zeros over all float tensors %.4f\nwrote %s\n",
-				len(res.Packed), res.Format, res.Structure, res.LinearSparsity, res.DenseBytes, res.PackedBytes, 100*ratio, res.GlobalSparsity, c.String("out"))
+			fmt.Fprintf(c.App.Writer, "packed %d linears as %s (%s): %d -> %d bytes (%.1f%%); sparsity %.4f of the packed linears' weights, %.4f of all float weights\nwrote %s\n",
+				len(res.Packed), res.Format, res.Structure, res.DenseBytes, res.PackedBytes, 100*ratio, res.LinearSparsity, res.GlobalSparsity, c.String("out"))
 			return nil
 		},
 	})
