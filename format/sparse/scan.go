@@ -322,3 +322,20 @@ func (st Stat) NegZeroError() error {
 	return fmt.Errorf("%w: %d entries, the first at [%d, %d] (wanda writes +0.0 and packs only +0.0 zeros)",
 		ErrNegativeZero, st.NegZeros, k/cols, k%cols)
 }
+
+// GuaranteedBy reports whether every tensor pruned with exactly n zeros in each
+// aligned group of m consecutive columns (and a column count that is a multiple
+// of both m and p.M) satisfies p: whole pruning groups per group of p (n per m,
+// p.M/m of them), or, within a larger pruning group, its worst group of p.M
+// (holding n-(m-p.M) of its zeros at least).
+func (p NM) GuaranteedBy(n, m int) bool {
+	switch {
+	case m <= 0 || n < 0 || n > m || p.M <= 0:
+		return false
+	case p.M%m == 0:
+		return n*(p.M/m) >= p.N
+	case m%p.M == 0:
+		return n-(m-p.M) >= p.N
+	}
+	return false
+}

@@ -213,3 +213,51 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("a refused registration changed the registry: %v", Formats())
 	}
 }
+
+// TestGuaranteedBy checks NM.GuaranteedBy against every placement of n zeros
+// per group of m over one row of lcm(m, p.M)·2 columns.
+func TestGuaranteedBy(t *testing.T) {
+	for _, p := range []NM{Pattern24, Pattern48, {1, 2}, {3, 4}} {
+		for m := 1; m <= 8; m++ {
+			for n := 0; n <= m; n++ {
+				if p.M%m != 0 && m%p.M != 0 {
+					if p.GuaranteedBy(n, m) {
+						t.Errorf("%v by %d:%d: true for unaligned groups", p, n, m)
+					}
+					continue
+				}
+				cols := max(m, p.M) * 2
+				// Enumerate the choices of n zero positions in each group of m (the
+				// same in every group suffices for the worst case, and a different
+				// one per group cannot be worse for a group of p inside one group of
+				// m; when p's groups span several of m's, each holds exactly n·p.M/m).
+				want := true
+				for mask := 0; mask < 1<<m; mask++ {
+					if popcount(mask) != n {
+						continue
+					}
+					vals := make([]float64, cols)
+					for j := range vals {
+						if mask&(1<<(j%m)) == 0 {
+							vals[j] = 1
+						}
+					}
+					if ok, _, _, _, _ := bruteNM(vals, 1, cols, p.N, p.M); !ok {
+						want = false
+					}
+				}
+				if got := p.GuaranteedBy(n, m); got != want {
+					t.Errorf("%v by %d:%d: %v, enumeration says %v", p, n, m, got, want)
+				}
+			}
+		}
+	}
+}
+
+func popcount(x int) int {
+	c := 0
+	for ; x > 0; x &= x - 1 {
+		c++
+	}
+	return c
+}
