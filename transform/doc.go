@@ -10,8 +10,18 @@
 //
 // Every operation streams one tensor at a time from the memory-mapped input
 // (releasing its pages afterwards) into a streaming safetensors writer, so
-// memory is bounded by the largest tensor (plus its float32 copy for
-// MergeLoRA). The output directory is built in a temporary sibling
+// memory is bounded by the largest tensor (plus, for MergeLoRA, its float32
+// copy and the float32 lora_A/lora_B of at most four adapter modules).
+//
+// MergeLoRA takes PEFT adapters of module targets (the linears by name: q_proj,
+// Phi-3's qkv_proj and gate_up_proj, a shared expert's projections, per-expert
+// linears of a transformers 4 adapter) and of target_parameters, transformers
+// 5's fused expert parameters "model.layers.<l>.mlp.experts.gate_up_proj"
+// [E, 2I, H] and "...down_proj" [E, H, I] (see package format/peft for how PEFT
+// stores them): expert e's update of gate_up is split at row I into the
+// checkpoint's per-expert gate and up tensors (Mixtral's w1 and w3, Qwen's
+// gate_proj and up_proj), down's goes to w2 / down_proj, and each tensor is
+// merged and masked on its own. The output directory is built in a temporary sibling
 // ".NAME.tmp-XXXX" and renamed to NAME only when complete; on any error the
 // temporary directory is removed, and an existing NAME is never overwritten.
 // Files of the model directory other than the weights and config.json
@@ -19,10 +29,13 @@
 // reports, and subdirectories such as lora-template/) are copied unchanged;
 // hidden subdirectories are not.
 //
-// Which tensors are packed: the seven linears of every decoder layer
-// (format/config's name table); when the model has a sparsity_masks.safetensors,
-// only those linears it lists. Format "auto" packs sparse-24-bitmask when every
-// packed linear satisfies 2:4, and sparse-bitmask otherwise.
+// Which tensors are packed: the prunable linears of every decoder layer, as the
+// architecture table (model/arch) lists them: attention and MLP linears, every
+// expert linear and shared-expert linear, Phi-3's fused qkv_proj and
+// gate_up_proj; routers never. When the model has a sparsity_masks.safetensors,
+// only those linears it lists. The layouts are format/sparse's registered ones;
+// format "auto" uses the first (by rank) that can store every packed linear:
+// sparse-24-bitmask when every one satisfies 2:4, sparse-bitmask otherwise.
 //
 // Unpack is bit-exact: every tensor of the unpacked model has exactly the bytes
 // of the model that was packed (Pack refuses -0.0, the one value a packed

@@ -9,12 +9,15 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/peft"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/internal/regfile"
+	"github.com/wanda-go/wanda/model/arch"
 	"github.com/wanda-go/wanda/tensor"
 )
 
@@ -33,7 +36,7 @@ type MergeOptions struct {
 
 // MergeResult describes what MergeLoRA did.
 type MergeResult struct {
-	Merged []string // weights that received a LoRA update, sorted
+	Merged []string // model tensors that received a LoRA update, in file order (sorted)
 	// MaskSource is sparse.MaskFileName when the masks came from the model's
 	// mask file, "exact zeros" when they were derived from W == 0.
 	MaskSource string
@@ -54,6 +57,14 @@ type MergeResult struct {
 // treated as unpruned), else from W's exact zeros. The adapter is checked
 // against the model first (peft.Adapter.Check); nothing is written when it
 // does not fit.
+//
+// An adapter may target transformers 5's fused expert parameters
+// (target_parameters "mlp.experts.gate_up_proj" [E, 2I, H] and
+// "mlp.experts.down_proj" [E, H, I], arch.Names.FusedExperts): expert e's
+// update is split back into the per-expert tensors the checkpoint stores (rows
+// 0..I-1 of gate_up into the expert's gate projection, rows I..2I-1 into its up
+// projection, down into its down projection) and merged into each, masked by
+// that tensor's own mask.
 func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, error) {
 	userScale := opt.Scale
 	if userScale == 0 {
@@ -70,22 +81,70 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 		return nil, err
 	}
 	defer r.Close()
-	ad, err := peft.Load(adapterDir)
+	cfgPath := filepath.Join(dir, ConfigName)
+	cfgBytes, err := regfile.ReadFile(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	// The architecture says which fused expert parameters exist and which
+	// per-expert tensors they stand for. A model whose type the table lacks is
+	// merged by tensor names alone (module targets only).
+	fused, order, archErr := fusedParams(cfgBytes)
+	ad, err := peft.LoadWith(adapterDir, peft.LoadOptions{ParamOrder: order})
 	if err != nil {
 		return nil, err
 	}
 	defer ad.Close()
-	if err := ad.Check(r.Names(), r.Shape); err != nil {
+	names := r.Names()
+	for n := range fused {
+		names = append(names, n)
+	}
+	shape := func(n string) ([]int64, bool) {
+		if fp, ok := fused[n]; ok {
+			return fp.shape, true
+		}
+		return r.Shape(n)
+	}
+	if err := ad.Check(names, shape); err != nil {
+		if archErr != nil && slices.ContainsFunc(ad.Modules, func(m *peft.Module) bool { return m.Param != "" }) {
+			return nil, fmt.Errorf("%w (and %s: %w)", err, cfgPath, archErr)
+		}
 		return nil, err
 	}
+	updates := map[string][]update{}
 	for _, m := range ad.Modules {
-		if dt, _ := r.DType(m.Weight); !dt.IsFloat() {
-			return nil, fmt.Errorf("%s: tensor %q: dtype %s is not a float dtype", dir, m.Weight, dt)
-		}
 		if err := checkFiniteAdapter(m); err != nil {
 			return nil, fmt.Errorf("%s: module %q: %w", adapterDir, m.Name, err)
 		}
 		ad.Release(m)
+		if m.Param == "" {
+			updates[m.Weight] = append(updates[m.Weight], update{m: m, expert: -1, rows: m.Out})
+			continue
+		}
+		fp := fused[m.Weight]
+		for e, x := range fp.experts {
+			if fp.gateUp {
+				updates[x.Gate] = append(updates[x.Gate], update{m: m, expert: e, row0: 0, rows: x.Inter})
+				updates[x.Up] = append(updates[x.Up], update{m: m, expert: e, row0: x.Inter, rows: x.Inter})
+			} else {
+				updates[x.Down] = append(updates[x.Down], update{m: m, expert: e, row0: 0, rows: int(fp.shape[1])})
+			}
+		}
+	}
+	for name, ups := range updates {
+		dt, _ := r.DType(name)
+		s, ok := r.Shape(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: tensor %q: %w (adapter module %q)", dir, name, safetensors.ErrMissingTensor, ups[0].m.Name)
+		}
+		if !dt.IsFloat() {
+			return nil, fmt.Errorf("%s: tensor %q: dtype %s is not a float dtype", dir, name, dt)
+		}
+		for _, u := range ups {
+			if cols := u.cols(); len(s) != 2 || s[0] != int64(u.rows) || s[1] != int64(cols) {
+				return nil, fmt.Errorf("%s: tensor %q: %w: it is %v, adapter module %q updates it as [%d, %d]", dir, name, peft.ErrMismatch, s, u.m.Name, u.rows, cols)
+			}
+		}
 	}
 
 	res := &MergeResult{MaskSource: "exact zeros"}
@@ -108,38 +167,34 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 		return nil, err
 	}
 
-	cfgPath := filepath.Join(dir, ConfigName)
-	cfgBytes, err := regfile.ReadFile(cfgPath)
-	if err != nil {
-		return nil, err
-	}
 	if r.Format() != sparse.FormatDense {
 		if cfgBytes, _, err = sparse.StripSparsityConfig(cfgBytes); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfgPath, err)
 		}
 	}
 
+	factors := &factorCache{ad: ad}
 	err = buildDir(out, opt.Force, func(tmp string) error {
 		err := writeDense(r, tmp, opt.MaxShardBytes, func(name string, data []byte) ([]byte, error) {
-			m, ok := ad.ForWeight(name)
+			ups, ok := updates[name]
 			if !ok {
 				return data, nil
 			}
-			defer ad.Release(m)
 			dt, _ := r.DType(name)
+			rows, cols := ups[0].rows, ups[0].cols()
 			var mask *sparse.Mask
 			var err error
 			if masks != nil {
 				mask, _, err = masks.Mask(name)
 			} else {
-				mask, err = sparse.MaskFromZeros(data, dt, m.Out, m.In)
+				mask, err = sparse.MaskFromZeros(data, dt, rows, cols)
 			}
 			if err != nil {
 				return nil, err
 			}
-			merged, pruned, keptZeros, err := mergeOne(data, dt, m, float32(m.Scale*userScale), mask)
+			merged, pruned, keptZeros, err := mergeOne(name, data, dt, rows, cols, ups, userScale, mask, factors)
 			if err != nil {
-				return nil, fmt.Errorf("%s: module %q: %w", adapterDir, m.Name, err)
+				return nil, fmt.Errorf("%s: module %q: %w", adapterDir, ups[0].m.Name, err)
 			}
 			res.Merged = append(res.Merged, name)
 			res.Pruned += pruned
@@ -164,25 +219,114 @@ func MergeLoRA(dir, adapterDir, out string, opt MergeOptions) (*MergeResult, err
 	return res, nil
 }
 
-// mergeOne computes mask(W + alpha·B·A) in float32 and narrows it to dt,
-// writing +0.0 for every zero. It returns the new bytes, the number of masked
-// entries and the number of unmasked entries that are zero in the output.
-func mergeOne(data []byte, dt dtype.DType, m *peft.Module, alpha float32, mask *sparse.Mask) ([]byte, int64, int64, error) {
-	rows, cols, rank := m.Out, m.In, m.Rank
+// fusedParam is one of transformers 5's fused expert parameters of a sparse
+// layer, as a PEFT target_parameters adapter names it, and the per-expert
+// tensors it stands for.
+type fusedParam struct {
+	shape   []int64 // [E, 2I, H] for gate|up, [E, H, I] for down
+	gateUp  bool
+	experts []arch.MLP
+}
+
+// fusedParams lists the fused expert parameters of the model whose config.json
+// is cfgBytes ("model.layers.<l>." + arch.Names.FusedExperts; the first is gate|up,
+// the second down) and their short names in registration order. The error is
+// the architecture table's when it does not know the model (the map is then
+// empty).
+func fusedParams(cfgBytes []byte) (map[string]fusedParam, []string, error) {
+	out := map[string]fusedParam{}
+	cfg, a, err := arch.Parse(cfgBytes)
+	if err != nil {
+		return out, nil, err
+	}
+	fe := a.Names.FusedExperts
+	var order []string
+	for _, p := range fe {
+		order = append(order, p[strings.LastIndexByte(p, '.')+1:])
+	}
+	if len(fe) != 2 {
+		return out, order, nil
+	}
+	for l := range cfg.NumLayers {
+		L := a.Layer(cfg, l)
+		if L.MoE == nil || len(L.MoE.Experts) == 0 {
+			continue
+		}
+		E, I, H := int64(len(L.MoE.Experts)), int64(L.MoE.Experts[0].Inter), int64(cfg.HiddenSize)
+		pre := fmt.Sprintf("model.layers.%d.", l)
+		out[pre+fe[0]] = fusedParam{shape: []int64{E, 2 * I, H}, gateUp: true, experts: L.MoE.Experts}
+		out[pre+fe[1]] = fusedParam{shape: []int64{E, H, I}, experts: L.MoE.Experts}
+	}
+	return out, order, nil
+}
+
+// update is one LoRA contribution to a model tensor: rows [row0, row0+rows) of
+// module m's update (of its expert, for a parameter target).
+type update struct {
+	m          *peft.Module
+	expert     int // -1 for a module target
+	row0, rows int
+}
+
+// cols is the width of the update: In, or for a parameter target the
+// parameter's last dimension.
+func (u update) cols() int {
+	if u.m.Param != "" && u.m.Transposed {
+		return u.m.Out
+	}
+	return u.m.In
+}
+
+// factorCache holds the float32 lora_A and lora_B of the modules in use (a
+// fused parameter's update lands in 2E or E tensors of its layer).
+type factorCache struct {
+	ad      *peft.Adapter
+	entries map[*peft.Module][2][]float32
+}
+
+func (c *factorCache) get(m *peft.Module) (a, b []float32, err error) {
+	if e, ok := c.entries[m]; ok {
+		return e[0], e[1], nil
+	}
+	if len(c.entries) >= 4 {
+		c.entries = nil
+	}
+	if c.entries == nil {
+		c.entries = map[*peft.Module][2][]float32{}
+	}
+	defer c.ad.Release(m)
+	if a, err = m.A.Float32(); err != nil {
+		return nil, nil, err
+	}
+	if b, err = m.B.Float32(); err != nil {
+		return nil, nil, err
+	}
+	c.entries[m] = [2][]float32{a, b}
+	return a, b, nil
+}
+
+// mergeOne computes mask(W + Σ alpha·ΔW) in float32 for the updates ups of the
+// [rows, cols] tensor name and narrows it to dt, writing +0.0 for every zero.
+// It returns the new bytes, the number of masked entries and the number of
+// unmasked entries that are zero in the output.
+func mergeOne(name string, data []byte, dt dtype.DType, rows, cols int, ups []update, userScale float64, mask *sparse.Mask, fc *factorCache) ([]byte, int64, int64, error) {
 	w := make([]float32, rows*cols)
 	if err := dtype.ToFloat32(w, data, dt); err != nil {
 		return nil, 0, 0, err
 	}
-	a, err := m.A.Float32()
-	if err != nil {
-		return nil, 0, 0, err
+	for _, u := range ups {
+		a, b, err := fc.get(u.m)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		left, right, c := u.m.Factors(a, b, u.expert, u.row0, u.rows)
+		if c != cols || u.rows != rows {
+			panic(fmt.Sprintf("transform: update of %s is [%d, %d], the tensor [%d, %d]", name, u.rows, c, rows, cols)) // checked before writing
+		}
+		// W[rows, cols] += alpha · left[rows, rank] · right[rank, cols]
+		rank := u.m.Rank
+		tensor.Sgemm(false, false, rows, cols, rank, float32(u.m.Scale*userScale), left, rank, right, cols, 1, w, cols)
 	}
-	b, err := m.B.Float32()
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	// W[rows, cols] += alpha · B[rows, rank] · A[rank, cols]
-	tensor.Sgemm(false, false, rows, cols, rank, alpha, b, rank, a, cols, 1, w, cols)
 	var pruned int64
 	if mask != nil {
 		if mask.Rows != rows || mask.Cols != cols {
@@ -200,7 +344,7 @@ func mergeOne(data []byte, dt dtype.DType, m *peft.Module, alpha float32, mask *
 		size := dt.Size()
 		dtype.ToFloat32(old, data[k*size:(k+1)*size], dt)
 		return nil, 0, 0, fmt.Errorf("%s[%d, %d] = %v after the merge (W = %v; %d non-finite merged values): %w",
-			m.Weight, k/cols, k%cols, w[k], old[0], n, ErrNonFinite)
+			name, k/cols, k%cols, w[k], old[0], n, ErrNonFinite)
 	}
 	out := make([]byte, len(data))
 	if err := dtype.FromFloat32(out, w, dt); err != nil {
@@ -208,7 +352,7 @@ func mergeOne(data []byte, dt dtype.DType, m *peft.Module, alpha float32, mask *
 	}
 	if k, n := firstNonFiniteBytes(out, dt); n > 0 {
 		return nil, 0, 0, fmt.Errorf("%s[%d, %d] = %v after the merge overflows %s (%d values): %w",
-			m.Weight, k/cols, k%cols, w[k], dt, n, ErrNonFinite)
+			name, k/cols, k%cols, w[k], dt, n, ErrNonFinite)
 	}
 	// +0.0 everywhere a zero lands (a kept weight can round or cancel to ±0).
 	size := dt.Size()

@@ -1,25 +1,30 @@
 package transform
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/internal/regfile"
+	"github.com/wanda-go/wanda/model/arch"
 )
 
-// FormatAuto lets Pack choose: sparse-24-bitmask when every packed linear is
-// 2:4, else sparse-bitmask.
+// FormatAuto lets Pack choose: the registered layout of lowest rank that can
+// store every packed linear (sparse-24-bitmask when every one is 2:4, else
+// sparse-bitmask).
 const FormatAuto sparse.Format = "auto"
 
 // Options configures Pack, Unpack and MergeLoRA.
 type Options struct {
-	// Format for Pack: FormatAuto (or ""), sparse.Format24 or sparse.FormatBitmask.
+	// Format for Pack: FormatAuto (or "") or a registered layout's format
+	// (sparse.Formats: sparse.Format24, sparse.FormatBitmask).
 	Format sparse.Format
 	// MaxShardBytes is the largest data size of an output shard; 0 writes one
 	// model.safetensors.
@@ -33,18 +38,52 @@ type Options struct {
 // Result describes what Pack did.
 type Result struct {
 	Format    sparse.Format
-	Structure string   // "2:4" or "unstructured"
+	Structure string   // "2:4" when every packed linear is 2:4, else "unstructured"
 	Packed    []string // dense names of the packed tensors, sorted
 	// DenseBytes and PackedBytes are the sizes of the packed tensors before and
 	// after packing (all parts, .shape and .row_offsets included).
 	DenseBytes, PackedBytes int64
-	// GlobalSparsity is the fraction of exact zeros over all float tensors.
+	// GlobalSparsity is the fraction of exact zeros over all float tensors (the
+	// figure written to sparsity_config.global_sparsity).
 	GlobalSparsity float64
+	// LinearSparsity is the fraction of exact zeros over the packed linears.
+	LinearSparsity float64
 }
 
-// targetsOf lists the tensors to pack: the seven linears of every layer,
+// ParseFormat accepts "auto" (FormatAuto) and the registered layouts' formats
+// (sparse.Formats).
+func ParseFormat(s string) (sparse.Format, error) {
+	f := sparse.Format(s)
+	if f == FormatAuto {
+		return f, nil
+	}
+	if _, ok := sparse.LayoutOf(f); ok {
+		return f, nil
+	}
+	return "", fmt.Errorf("pack: format %q (want auto, %s)", s, sparse.FormatList())
+}
+
+// layerLinears returns the prunable linears of every decoder layer of cfg
+// (every linear but the routers, by the architecture table) and the number of
+// all the layers' linears, routers included.
+func layerLinears(cfg *config.Config, a *arch.Arch) (prunable map[string]bool, all int) {
+	prunable = map[string]bool{}
+	for l := range cfg.NumLayers {
+		for _, lin := range a.Layer(cfg, l).Linears {
+			all++
+			if !lin.Router {
+				prunable[lin.Name] = true
+			}
+		}
+	}
+	return prunable, all
+}
+
+// targetsOf lists the tensors to pack: the prunable linears of every layer
+// (the architecture table's: attention, dense MLPs, every expert linear and
+// shared expert, Phi-3's fused qkv_proj and gate_up_proj; never a router),
 // restricted to those in the model's mask file when there is one.
-func targetsOf(dir string, names []string) ([]string, error) {
+func targetsOf(dir string, prunable map[string]bool, names []string) ([]string, error) {
 	var masked map[string]bool
 	mp := filepath.Join(dir, sparse.MaskFileName)
 	if _, err := os.Stat(mp); err == nil {
@@ -60,7 +99,7 @@ func targetsOf(dir string, names []string) ([]string, error) {
 	}
 	var out []string
 	for _, n := range names {
-		if _, p, ok := config.ParseLayerTensor(n); ok && p.IsLinear() && (masked == nil || masked[n]) {
+		if prunable[n] && (masked == nil || masked[n]) {
 			out = append(out, n)
 		}
 	}
@@ -68,9 +107,10 @@ func targetsOf(dir string, names []string) ([]string, error) {
 }
 
 // Pack writes a packed copy of the dense pruned model in dir to out (see the
-// package documentation). A linear that breaks 2:4 with opt.Format
-// sparse.Format24, or that holds -0.0, is refused with an error naming it
-// (wrapping sparse.ErrNot24 / sparse.ErrNegativeZero) before anything is
+// package documentation). A linear that the chosen layout cannot store (one
+// that breaks 2:4 with opt.Format sparse.Format24), or that holds -0.0, is
+// refused with an error naming it (wrapping sparse.ErrNot24 /
+// sparse.ErrNegativeZero, in the words of sparse.Stat.Why) before anything is
 // written.
 func Pack(dir, out string, opt Options) (*Result, error) {
 	if err := validFormat(opt.Format); err != nil {
@@ -110,26 +150,22 @@ func PackInto(dir, dst string, opt Options) (*Result, error) {
 }
 
 func validFormat(f sparse.Format) error {
-	switch f {
-	case "", FormatAuto, sparse.Format24, sparse.FormatBitmask:
+	if f == "" {
 		return nil
 	}
-	return fmt.Errorf("pack: format %q (want auto, %s or %s)", f, sparse.Format24, sparse.FormatBitmask)
+	_, err := ParseFormat(string(f))
+	return err
 }
 
 // pack checks and plans the packed copy of dir, then calls write with the
 // function that fills an output directory.
 func pack(dir string, opt Options, write func(fill func(tmp string) error) error) (*Result, error) {
-	format := opt.Format
-	if format == "" {
-		format = FormatAuto
-	}
 	cfgPath := filepath.Join(dir, ConfigName)
 	cfgBytes, err := regfile.ReadFile(cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	cfg, err := config.Parse(cfgBytes)
+	cfg, a, err := arch.Parse(cfgBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfgPath, err)
 	}
@@ -138,25 +174,41 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 	} else if sc != nil {
 		return nil, fmt.Errorf("%s: already packed (%s); unpack it first", dir, sc.Format)
 	}
+	// The candidate layouts: the one asked for, or (auto) every registered one
+	// by rank; the patterns the scan must check are theirs and 2:4 (for
+	// sparsity_structure).
+	candidates := sparse.Layouts()
+	if opt.Format != "" && opt.Format != FormatAuto {
+		l, _ := sparse.LayoutOf(opt.Format)
+		candidates = []*sparse.Layout{l}
+	}
+	patterns := []sparse.NM{sparse.Pattern24}
+	for _, l := range candidates {
+		if l.Pattern != (sparse.NM{}) && !slices.Contains(patterns, l.Pattern) {
+			patterns = append(patterns, l.Pattern)
+		}
+	}
+
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer set.Close()
 	names := set.Names()
-	targets, err := targetsOf(dir, names)
+	prunable, allLinears := layerLinears(cfg, a)
+	targets, err := targetsOf(dir, prunable, names)
 	if err != nil {
 		return nil, err
 	}
 
-	// Pass 1: scan the linears (zeros, -0.0, 2:4), releasing each.
+	// Pass 1: scan the linears (zeros, -0.0, N:M), releasing each.
 	type plan struct {
 		rows, cols int
 		stat       sparse.Stat
 	}
 	plans := map[string]*plan{}
 	all24 := true
-	var first24 string
+	unfit := make([]error, len(candidates)) // the first tensor each candidate cannot store
 	var zeros, total int64
 	for _, n := range targets {
 		t, _ := set.Tensor(n)
@@ -165,26 +217,23 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 			continue
 		}
 		p := &plan{rows: int(t.Shape[0]), cols: int(t.Shape[1])}
-		p.stat, err = sparse.Scan(t.Bytes(), t.DType, p.rows, p.cols)
+		p.stat, err = sparse.Scan(t.Bytes(), t.DType, p.rows, p.cols, patterns...)
 		set.Release(n)
 		if err != nil {
 			return nil, fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
 		}
-		if p.stat.NegZeros > 0 {
-			k := p.stat.FirstNegZero
-			return nil, fmt.Errorf("%s: tensor %q: %w: %d entries, the first at [%d, %d] (wanda writes +0.0; re-export the model)",
-				t.File, n, sparse.ErrNegativeZero, p.stat.NegZeros, k/p.cols, k%p.cols)
+		if err := p.stat.NegZeroError(); err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w (re-export the model)", t.File, n, err)
 		}
-		if !p.stat.Is24 && all24 {
-			all24, first24 = false, n
-			if format == sparse.Format24 {
-				why := fmt.Sprintf("%d columns is not a multiple of 4", p.cols)
-				if k := p.stat.First24Violation; k >= 0 {
-					why = fmt.Sprintf("row %d, columns %d..%d have fewer than 2 zeros", k/p.cols, k%p.cols, k%p.cols+3)
-				}
-				return nil, fmt.Errorf("%s: tensor %q: %w: %s", t.File, n, sparse.ErrNot24, why)
+		for i, l := range candidates {
+			if err := l.Eligible(p.stat); err != nil && unfit[i] == nil {
+				unfit[i] = fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
 			}
 		}
+		if len(candidates) == 1 && unfit[0] != nil {
+			return nil, unfit[0]
+		}
+		all24 = all24 && p.stat.Satisfies(sparse.Pattern24)
 		plans[n] = p
 		zeros += p.stat.Zeros
 		total += int64(p.rows) * int64(p.cols)
@@ -192,18 +241,22 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 	if len(plans) == 0 {
 		return nil, fmt.Errorf("%s: no prunable linear tensors to pack", dir)
 	}
-	if format == FormatAuto {
-		format = sparse.FormatBitmask
-		if all24 {
-			format = sparse.Format24
-		} else {
-			slog.Info("pack: not every linear is 2:4, using "+string(sparse.FormatBitmask), "first", first24)
+	var layout *sparse.Layout
+	for i, l := range candidates {
+		if unfit[i] == nil {
+			layout = l
+			break
 		}
+		slog.Info("pack: not using "+string(l.Format), "because", unfit[i])
 	}
-	res := &Result{Format: format, Structure: sparse.StructureUnstructured}
+	if layout == nil {
+		return nil, fmt.Errorf("%s: no packed format fits every linear: %w", dir, errors.Join(unfit...))
+	}
+	res := &Result{Format: layout.Format, Structure: sparse.StructureUnstructured}
 	if all24 {
 		res.Structure = sparse.Structure24
 	}
+	res.LinearSparsity = float64(zeros) / float64(max(total, 1))
 
 	// Declare the output.
 	var specs []safetensors.Spec
@@ -215,8 +268,7 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 			continue
 		}
 		prefix, _ := sparse.Prefix(n)
-		nnz := int64(p.rows)*int64(p.cols) - p.stat.Zeros
-		s, err := sparse.Specs(format, prefix, t.DType, p.rows, p.cols, nnz)
+		s, err := layout.Specs(prefix, t.DType, p.rows, p.cols, p.stat)
 		if err != nil {
 			return nil, fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
 		}
@@ -251,25 +303,18 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 					}
 					continue
 				}
-				pk, err := sparse.Pack(format, data, t.DType, p.rows, p.cols)
+				parts, err := layout.Pack(data, t.DType, p.rows, p.cols)
 				set.Release(n)
 				if err != nil {
 					return fmt.Errorf("%s: tensor %q: %w", t.File, n, err)
 				}
 				prefix, _ := sparse.Prefix(n)
 				res.DenseBytes += int64(len(data))
-				for _, suf := range []string{sparse.SuffixCompressed, sparse.SuffixBitmask, sparse.SuffixRowOffsets, sparse.SuffixShape} {
-					if suf == sparse.SuffixRowOffsets && format != sparse.FormatBitmask {
-						continue
-					}
-					b, err := pk.Data(suf)
-					if err != nil {
+				for i, suf := range layout.Parts {
+					if err := w.Write(prefix+suf, parts[i]); err != nil {
 						return err
 					}
-					if err := w.Write(prefix+suf, b); err != nil {
-						return err
-					}
-					res.PackedBytes += int64(len(b))
+					res.PackedBytes += int64(len(parts[i]))
 				}
 			}
 			return nil
@@ -284,8 +329,8 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 			res.GlobalSparsity = float64(zeros) / float64(total)
 		}
 		sc := sparse.SparsityConfig{
-			Format: format, GlobalSparsity: res.GlobalSparsity, SparsityStructure: res.Structure,
-			Targets: targetList(cfg, res.Packed), Ignore: []string{"lm_head"},
+			Format: layout.Format, GlobalSparsity: res.GlobalSparsity, SparsityStructure: res.Structure,
+			Targets: targetList(allLinears, res.Packed), Ignore: []string{"lm_head"},
 		}
 		nc, err := sparse.WithSparsityConfig(cfgBytes, sc)
 		if err != nil {
@@ -304,9 +349,10 @@ func pack(dir string, opt Options, write func(fill func(tmp string) error) error
 
 // targetList is sparsity_config.targets: ["Linear"] when every linear of every
 // layer is packed (compressed-tensors then compresses all Linear modules but
-// the ignored lm_head), else the packed module names.
-func targetList(cfg *config.Config, packed []string) []string {
-	if len(packed) == cfg.NumLayers*len(config.Linears) {
+// the ignored lm_head), else the packed module names. A model with routers
+// (which are never packed) always gets the list.
+func targetList(allLinears int, packed []string) []string {
+	if len(packed) == allLinears {
 		return []string{"Linear"}
 	}
 	mods := make([]string, len(packed))

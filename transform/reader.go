@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -50,7 +49,7 @@ type entry struct {
 	dt     dtype.DType
 	shape  []int64
 	plain  *safetensors.Tensor // stored dense
-	format sparse.Format       // packed
+	layout *sparse.Layout      // stored packed
 	prefix string
 	rows   int
 	cols   int
@@ -61,15 +60,17 @@ type dirReader struct {
 	set     *safetensors.Set
 	sc      *sparse.SparsityConfig
 	format  sparse.Format
+	layout  *sparse.Layout // nil for a dense directory
 	entries map[string]*entry
 	names   []string
 }
 
 // Open opens the model directory dir for reading as dense tensors. A
-// directory whose config.json has a compressed-tensors sparsity_config
-// ("sparse-24-bitmask" or "sparse-bitmask") is read packed: each group
-// <p>.compressed/.bitmask/.shape[/.row_offsets] appears as the dense tensor
-// <p>.weight, unpacked on demand. Anything else is read as plain safetensors.
+// directory whose config.json has a compressed-tensors sparsity_config naming
+// a registered layout (sparse.Layouts: "sparse-24-bitmask", "sparse-bitmask")
+// is read packed: each group of stored parts <p>.compressed, <p>.bitmask, ...
+// appears as the dense tensor <p>.weight, unpacked on demand. Anything else is
+// read as plain safetensors.
 func Open(dir string) (Reader, error) {
 	var sc *sparse.SparsityConfig
 	cfgPath := filepath.Join(dir, ConfigName)
@@ -87,6 +88,7 @@ func Open(dir string) (Reader, error) {
 	r := &dirReader{dir: dir, set: set, sc: sc, format: sparse.FormatDense, entries: map[string]*entry{}}
 	if sc != nil {
 		r.format = sc.Format
+		r.layout, _ = sparse.LayoutOf(sc.Format) // nil for "dense"
 	}
 	if err := r.index(); err != nil {
 		set.Close()
@@ -98,9 +100,9 @@ func Open(dir string) (Reader, error) {
 // index builds the dense view.
 func (r *dirReader) index() error {
 	packedPart := map[string]bool{}
-	if r.format == sparse.Format24 || r.format == sparse.FormatBitmask {
+	if l := r.layout; l != nil {
 		for _, n := range r.set.Names() {
-			p, ok := strings.CutSuffix(n, sparse.SuffixCompressed)
+			p, ok := strings.CutSuffix(n, l.Parts[0])
 			if !ok {
 				continue
 			}
@@ -134,66 +136,22 @@ func (r *dirReader) index() error {
 
 // packedEntry validates the headers of the packed parts with prefix p.
 func (r *dirReader) packedEntry(p string) (*entry, []string, error) {
-	f := r.format
-	get := func(suffix string) (*safetensors.Tensor, error) {
-		t, ok := r.set.Tensor(p + suffix)
+	l := r.layout
+	var parts []*safetensors.Tensor
+	var names []string
+	for _, s := range l.Parts {
+		t, ok := r.set.Tensor(p + s)
 		if !ok {
-			return nil, fmt.Errorf("%s: packed tensor %q: %s has no %q: %w", r.dir, p, f, p+suffix, ErrPacked)
+			return nil, nil, fmt.Errorf("%s: packed tensor %q: %s has no %q: %w", r.dir, p, l.Format, p+s, ErrPacked)
 		}
-		return t, nil
+		parts = append(parts, t)
+		names = append(names, t.Name)
 	}
-	comp, err := get(sparse.SuffixCompressed)
+	dt, rows, cols, err := l.Header(parts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: packed tensor %q (%s): %w: %w", r.dir, p, l.Format, ErrPacked, err)
 	}
-	bm, err := get(sparse.SuffixBitmask)
-	if err != nil {
-		return nil, nil, err
-	}
-	sh, err := get(sparse.SuffixShape)
-	if err != nil {
-		return nil, nil, err
-	}
-	parts := []string{comp.Name, bm.Name, sh.Name}
-	bad := func(format string, args ...any) (*entry, []string, error) {
-		return nil, nil, fmt.Errorf("%s: packed tensor %q (%s): %s: %w", r.dir, p, f, fmt.Sprintf(format, args...), ErrPacked)
-	}
-	if sh.DType != dtype.I64 || sh.Numel() != 2 {
-		return bad("%q is %s%v, want I64 with 2 values", sh.Name, sh.DType, sh.Shape)
-	}
-	v, err := sh.Int64s()
-	if err != nil {
-		return nil, nil, err
-	}
-	rows, cols, err := sparse.ParseShape(v)
-	if err != nil {
-		return bad("%v", err)
-	}
-	if !comp.DType.IsFloat() {
-		return bad("%q has dtype %s, want a float dtype", comp.Name, comp.DType)
-	}
-	if want := []int64{int64(rows), int64(sparse.RowBytes(cols))}; bm.DType != dtype.U8 || !slices.Equal(bm.Shape, want) {
-		return bad("%q is %s%v, want U8%v", bm.Name, bm.DType, bm.Shape, want)
-	}
-	switch f {
-	case sparse.Format24:
-		if want := []int64{int64(rows), int64(cols / 2)}; cols%4 != 0 || !slices.Equal(comp.Shape, want) {
-			return bad("%q is %v, want %v (columns %d a multiple of 4)", comp.Name, comp.Shape, want, cols)
-		}
-	case sparse.FormatBitmask:
-		ro, err := get(sparse.SuffixRowOffsets)
-		if err != nil {
-			return nil, nil, err
-		}
-		if ro.DType != dtype.I64 || !slices.Equal(ro.Shape, []int64{int64(rows)}) {
-			return bad("%q is %s%v, want I64[%d]", ro.Name, ro.DType, ro.Shape, rows)
-		}
-		if len(comp.Shape) != 1 {
-			return bad("%q has shape %v, want 1-D", comp.Name, comp.Shape)
-		}
-		parts = append(parts, ro.Name)
-	}
-	return &entry{dt: comp.DType, shape: []int64{int64(rows), int64(cols)}, format: f, prefix: p, rows: rows, cols: cols}, parts, nil
+	return &entry{dt: dt, shape: []int64{int64(rows), int64(cols)}, layout: l, prefix: p, rows: rows, cols: cols}, names, nil
 }
 
 func (r *dirReader) Dir() string                            { return r.dir }
@@ -245,21 +203,12 @@ func (r *dirReader) Bytes(name string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	part := func(s string) []byte {
-		t, _ := r.set.Tensor(e.prefix + s)
-		return t.Bytes()
+	parts := make([][]byte, len(e.layout.Parts))
+	for i, suf := range e.layout.Parts {
+		t, _ := r.set.Tensor(e.prefix + suf)
+		parts[i] = t.Bytes()
 	}
-	var dense []byte
-	switch e.format {
-	case sparse.Format24:
-		dense, err = sparse.Unpack24(part(sparse.SuffixCompressed), part(sparse.SuffixBitmask), e.dt, e.rows, e.cols)
-	case sparse.FormatBitmask:
-		ro, _ := r.set.Tensor(e.prefix + sparse.SuffixRowOffsets)
-		var offs []int64
-		if offs, err = ro.Int64s(); err == nil {
-			dense, err = sparse.UnpackBitmask(part(sparse.SuffixCompressed), part(sparse.SuffixBitmask), offs, e.dt, e.rows, e.cols)
-		}
-	}
+	dense, err := e.layout.Unpack(parts, e.dt, e.rows, e.cols)
 	if err != nil {
 		return nil, fmt.Errorf("%s: tensor %q: %w", r.dir, name, err)
 	}
@@ -294,7 +243,7 @@ func (r *dirReader) Release(name string) {
 		r.set.Release(name)
 		return
 	}
-	for _, s := range []string{sparse.SuffixCompressed, sparse.SuffixBitmask, sparse.SuffixShape, sparse.SuffixRowOffsets} {
+	for _, s := range e.layout.Parts {
 		r.set.Release(e.prefix + s)
 	}
 }

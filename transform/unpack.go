@@ -27,7 +27,7 @@ func Unpack(dir, out string, opt Options) error {
 		return err
 	}
 	defer r.Close()
-	if r.Format() != sparse.Format24 && r.Format() != sparse.FormatBitmask {
+	if _, ok := sparse.LayoutOf(r.Format()); !ok {
 		return fmt.Errorf("%s: %w (config.json has no compressed-tensors sparsity_config)", dir, ErrNotPacked)
 	}
 	cfgPath := filepath.Join(dir, ConfigName)

@@ -35,12 +35,9 @@ func finishOutput(c *cli.Context, cfg *config.Config, dir string, rep *pipeline.
 	if !c.Bool("pack") {
 		return nil
 	}
-	f, err := sparse.ParseFormat(c.String("pack-format"))
-	if err != nil && c.String("pack-format") != "auto" {
-		return fmt.Errorf("%w: --pack-format: %v", errUsage, err)
-	}
-	if c.String("pack-format") == "auto" {
-		f = transform.FormatAuto
+	f, err := transform.ParseFormat(c.String("pack-format"))
+	if err != nil {
+		return fmt.Errorf("%w: --pack-format: %w", errUsage, err)
 	}
 	maxShard, err := parseSize(c.String("max-shard-size"))
 	if err != nil {

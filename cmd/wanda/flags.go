@@ -8,8 +8,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/internal/staging"
 	"github.com/wanda-go/wanda/stages/metric"
+	"github.com/wanda-go/wanda/transform"
 )
 
 // One validation of the numeric flags of every subcommand, run (by register)
@@ -175,12 +177,13 @@ func checkPruneFlags(c *cli.Context) error {
 		return fmt.Errorf("--out: %w", err)
 	}
 	pf := c.String("pack-format")
-	switch pf {
-	case "auto", "sparse-24-bitmask", "sparse-bitmask":
-	default:
-		return fmt.Errorf("%w: --pack-format %q (want auto, sparse-24-bitmask or sparse-bitmask)", errUsage, pf)
+	f, err := transform.ParseFormat(pf)
+	if err != nil {
+		return fmt.Errorf("%w: --pack-format %q (want auto, %s)", errUsage, pf, sparse.FormatList())
 	}
-	if c.Bool("pack") && pf == "sparse-24-bitmask" {
+	// A layout that needs an N:M pattern (sparse-24-bitmask: 2:4) needs a --pattern
+	// that guarantees it.
+	if l, ok := sparse.LayoutOf(f); ok && c.Bool("pack") && l.Pattern != (sparse.NM{}) {
 		pat := c.String("pattern")
 		if isPluginSpec(pat) {
 			return nil // only the plugin knows; pack checks every tensor
@@ -189,26 +192,12 @@ func checkPruneFlags(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if !t.Structured() || !guarantees24(t.N, t.M) {
-			return fmt.Errorf("%w: --pack-format sparse-24-bitmask needs a pattern whose every aligned group of 4 weights holds at least 2 zeros (2:4, 3:4, 1:2, 6:8...), not --pattern %s; use --pack-format sparse-bitmask or auto",
-				errUsage, pat)
+		if !t.Structured() || !l.Pattern.GuaranteedBy(t.N, t.M) {
+			return fmt.Errorf("%w: --pack-format %s needs a pattern whose every aligned group of %d weights holds at least %d zeros (%s, or any N:M that guarantees it), not --pattern %s; use --pack-format auto or one that takes any sparsity",
+				errUsage, f, l.Pattern.M, l.Pattern.N, l.Pattern, pat)
 		}
 	}
 	return nil
-}
-
-// guarantees24 reports whether pruning n of every m consecutive weights leaves
-// at least 2 zeros in every aligned group of 4.
-func guarantees24(n, m int) bool {
-	switch {
-	case m <= 0 || n <= 0:
-		return false
-	case 4%m == 0:
-		return n*(4/m) >= 2
-	case m%4 == 0:
-		return n-(m-4) >= 2 // the worst group of 4 holds the fewest of the n zeros
-	}
-	return false
 }
 
 // checkDemoFlags refuses a --method or --pattern that the demo's prune would

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -27,17 +28,21 @@ func init() {
 		Usage:     "summarise a model: architecture, every tensor, and the sparsity of the prunable linears",
 		UsageText: "wanda inspect --model DIR [--json]",
 		Description: `Reads config.json and the safetensors weights (single file or sharded) of DIR and prints
-the architecture, every tensor (name, dtype, shape, shard), and for each of the seven prunable
-linears of every layer: the fraction of exact zeros (+0.0 and -0.0), the number of negative
-zeros (-0.0, which some 2:4 kernels mishandle) and whether the tensor satisfies 2:4 and 4:8
-(every aligned group of M consecutive inputs in each row holds at least N zeros; a trailing
-partial group must hold min(N, its size)). Tensors are scanned one at a time from the memory
-map, on their raw bytes, and their pages are released afterwards.
+the architecture (from the architecture table: every supported model_type, mixtures of experts
+included), every tensor (name, dtype, shape, shard), one line per decoder layer (attention kind,
+dense MLP or experts, its routers, its prunable linears' totals), and for every linear: the
+fraction of exact zeros (+0.0 and -0.0), the number of negative zeros (-0.0, which some 2:4
+kernels mishandle) and whether the tensor satisfies 2:4 and 4:8 (its column count is a multiple
+of M and every aligned group of M consecutive inputs in each row holds at least N zeros). The
+check is the one "wanda pack" decides with, and --json says why a pattern fails in the words
+pack refuses with. Routers (and Qwen2-MoE's shared-expert gate) are listed but never pruned; the
+prunable totals leave them out. Tensors are scanned one at a time from the memory map, on their
+raw bytes, and their pages are released afterwards.
 
 Every float tensor is also scanned for NaN and ±Inf. The command exits with status 1 when it
 finds a problem (each printed on a "problem:" line, and listed under "problems" with --json):
-missing, unexpected or misshapen tensors, NaN or ±Inf values, a prunable linear whose dtype is
-not a float dtype.
+missing, unexpected or misshapen tensors, NaN or ±Inf values, a linear whose dtype is not a
+float dtype.
 
 A packed directory (compressed-tensors sparse-24-bitmask or sparse-bitmask, as written by
 "wanda pack" or "wanda prune --pack") is read through its dense view: tensors are listed by
@@ -78,9 +83,12 @@ type inspectReport struct {
 	Shards       []string        `json:"shards"` // file names, in shard order
 	NumTensors   int             `json:"num_tensors"`
 	NumParams    int64           `json:"num_params"`
-	Tensors      []inspectTensor `json:"tensors"` // config order (embeddings, layers, norm, lm_head), then extras by name
+	Tensors      []inspectTensor `json:"tensors"` // architecture order (embeddings, layers, norm, lm_head), then extras by name
 	Prunable     inspectTotals   `json:"prunable"`
-	Problems     []string        `json:"problems"` // missing/unexpected tensors, shape mismatches, NaN/±Inf, non-float linears; empty when sound
+	// Layers: per decoder layer, its attention, its MLP or experts, its routers and
+	// its prunable linears' totals.
+	Layers   []inspectLayer `json:"layers"`
+	Problems []string       `json:"problems"` // missing/unexpected tensors, shape mismatches, NaN/±Inf, non-float linears; empty when sound
 	// Format is "dense", or the compressed-tensors format of a packed
 	// directory ("sparse-24-bitmask", "sparse-bitmask").
 	Format         string                 `json:"format"`
@@ -105,20 +113,33 @@ type inspectArch struct {
 	RopeScaling           *config.RopeScaling `json:"rope_scaling"`
 	TieWordEmbeddings     bool                `json:"tie_word_embeddings"`
 	AttentionBias         bool                `json:"attention_bias"`
+	// Mixture of experts (absent for a dense model).
+	NumExperts                   int  `json:"num_experts,omitempty"`
+	NumExpertsPerTok             int  `json:"num_experts_per_tok,omitempty"`
+	MoEIntermediateSize          int  `json:"moe_intermediate_size,omitempty"`
+	SharedExpertIntermediateSize int  `json:"shared_expert_intermediate_size,omitempty"`
+	NormTopKProb                 bool `json:"norm_topk_prob,omitempty"`
+	SparseLayers                 int  `json:"sparse_layers,omitempty"` // layers with experts
 }
 
 type inspectTensor struct {
-	Name     string          `json:"name"`
-	DType    string          `json:"dtype"`
-	Shape    []int64         `json:"shape"`
-	Shard    string          `json:"shard"`              // file name of the shard (of the .compressed part when packed)
-	Packed   bool            `json:"packed,omitempty"`   // stored packed; Name, DType and Shape are the dense tensor's
-	Sparsity *tensorSparsity `json:"sparsity,omitempty"` // prunable linears only
+	Name   string  `json:"name"`
+	DType  string  `json:"dtype"`
+	Shape  []int64 `json:"shape"`
+	Shard  string  `json:"shard"`            // file name of the shard (of the first packed part when packed)
+	Packed bool    `json:"packed,omitempty"` // stored packed; Name, DType and Shape are the dense tensor's
+	// Role is "linear" for a prunable linear, "router" for a router or shared-expert
+	// gate (a linear wanda never prunes), "" for anything else.
+	Role     string          `json:"role,omitempty"`
+	Layer    *int            `json:"layer,omitempty"`    // the decoder layer of a linear
+	Expert   *int            `json:"expert,omitempty"`   // the expert of an expert linear
+	Sparsity *tensorSparsity `json:"sparsity,omitempty"` // linears (prunable and routers)
 	NaN      int64           `json:"nan,omitempty"`      // NaN values (float tensors)
 	Inf      int64           `json:"inf,omitempty"`      // +Inf and -Inf values (float tensors)
 }
 
-// tensorSparsity: exact zeros of a weight matrix [out, in] (rows = out).
+// tensorSparsity: exact zeros of a weight matrix [out, in] (rows = out), from
+// sparse.Scan, the scanner pack uses.
 type tensorSparsity struct {
 	Numel         int64   `json:"numel"`
 	Zeros         int64   `json:"zeros"` // +0.0 and -0.0
@@ -126,6 +147,10 @@ type tensorSparsity struct {
 	NegativeZeros int64   `json:"negative_zeros"` // -0.0 only (included in Zeros)
 	Is2of4        bool    `json:"satisfies_2_4"`
 	Is4of8        bool    `json:"satisfies_4_8"`
+	// Why2of4 and Why4of8 say why the pattern does not hold, in the words
+	// "wanda pack" refuses with (sparse.Stat.Why).
+	Why2of4 string `json:"why_not_2_4,omitempty"`
+	Why4of8 string `json:"why_not_4_8,omitempty"`
 }
 
 type inspectTotals struct {
@@ -136,11 +161,51 @@ type inspectTotals struct {
 	NegativeZeros int64   `json:"negative_zeros"`
 	All2of4       bool    `json:"all_satisfy_2_4"`
 	All4of8       bool    `json:"all_satisfy_4_8"`
+	// First2of4 names the first prunable linear that breaks 2:4 and why
+	// ("<tensor>: <why>"); empty when all satisfy it.
+	First2of4 string `json:"first_not_2_4,omitempty"`
+}
+
+func (tot *inspectTotals) add(name string, sp *tensorSparsity) {
+	tot.Tensors++
+	tot.Numel += sp.Numel
+	tot.Zeros += sp.Zeros
+	tot.NegativeZeros += sp.NegativeZeros
+	if !sp.Is2of4 && tot.All2of4 {
+		tot.First2of4 = name + ": " + sp.Why2of4
+	}
+	tot.All2of4 = tot.All2of4 && sp.Is2of4
+	tot.All4of8 = tot.All4of8 && sp.Is4of8
+}
+
+func (tot *inspectTotals) finish() {
+	if tot.Numel > 0 {
+		tot.ZeroFraction = float64(tot.Zeros) / float64(tot.Numel)
+	}
+	if tot.Tensors == 0 {
+		tot.All2of4, tot.All4of8 = false, false
+	}
+}
+
+// inspectLayer is one decoder layer as the architecture table resolves it.
+type inspectLayer struct {
+	Index     int    `json:"index"`
+	Attention string `json:"attention"`        // "full" or "sliding"
+	Window    int    `json:"window,omitempty"` // sliding-window span
+	// MLP is "dense" or "experts".
+	MLP          string `json:"mlp"`
+	Experts      int    `json:"experts,omitempty"`
+	TopK         int    `json:"experts_per_token,omitempty"`
+	SharedExpert bool   `json:"shared_expert,omitempty"`
+	// Routers are the layer's routers and shared-expert gate: linears wanda never prunes.
+	Routers []string `json:"routers,omitempty"`
+	// Prunable totals the layer's prunable linears (experts included).
+	Prunable inspectTotals `json:"prunable"`
 }
 
 // inspectModel scans the model in dir (dense or packed).
 func inspectModel(dir string) (*inspectReport, error) {
-	cfg, _, err := arch.LoadDir(dir)
+	cfg, a, err := arch.LoadDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +233,7 @@ func inspectModel(dir string) (*inspectReport, error) {
 		},
 		Shards:         []string{},
 		Problems:       []string{},
+		Layers:         []inspectLayer{},
 		Prunable:       inspectTotals{All2of4: true, All4of8: true},
 		Format:         string(r.Format()),
 		SparsityConfig: r.SparsityConfig(),
@@ -179,8 +245,41 @@ func inspectModel(dir string) (*inspectReport, error) {
 		rep.Shards = append(rep.Shards, filepath.Base(s))
 	}
 
-	// Order: the config's expected tensors, then anything else by name.
-	expected := cfg.ExpectedTensors()
+	// The layers and their linears, from the architecture table.
+	type layerLinear struct {
+		arch.Linear
+		layer int
+	}
+	linears := map[string]layerLinear{}
+	for l := range cfg.NumLayers {
+		L := a.Layer(cfg, l)
+		il := inspectLayer{Index: l, Attention: "full", MLP: "dense", Prunable: inspectTotals{All2of4: true, All4of8: true}}
+		if L.Window > 0 {
+			il.Attention, il.Window = "sliding", L.Window
+		}
+		if m := L.MoE; m != nil {
+			il.MLP, il.Experts, il.TopK, il.SharedExpert = "experts", len(m.Experts), m.TopK, m.Shared != nil
+			rep.Architecture.SparseLayers++
+		}
+		for _, lin := range L.Linears {
+			linears[lin.Name] = layerLinear{lin, l}
+			if lin.Router {
+				il.Routers = append(il.Routers, lin.Name)
+			}
+		}
+		rep.Layers = append(rep.Layers, il)
+	}
+	if rep.Architecture.SparseLayers > 0 {
+		ar := &rep.Architecture
+		ar.NumExperts, ar.NumExpertsPerTok, ar.MoEIntermediateSize = cfg.NumExperts, cfg.NumExpertsPerTok, cfg.MoEIntermediateSize
+		ar.SharedExpertIntermediateSize, ar.NormTopKProb = cfg.SharedExpertIntermediateSize, cfg.NormTopKProb
+		if !a.SharedExpert {
+			ar.SharedExpertIntermediateSize = 0
+		}
+	}
+
+	// Order: the architecture's tensors, then anything else by name.
+	expected := a.Tensors(cfg)
 	want := make(map[string][]int64, len(expected))
 	var names []string
 	for _, e := range expected {
@@ -210,13 +309,8 @@ func inspectModel(dir string) (*inspectReport, error) {
 		dt, _ := r.DType(name)
 		shape, _ := r.Shape(name)
 		packed := r.Packed(name)
-		stored := name
-		if packed {
-			p, _ := sparse.Prefix(name)
-			stored = p + sparse.SuffixCompressed
-		}
 		file := ""
-		if t, ok := set.Tensor(stored); ok {
+		if t, ok := set.Tensor(storedName(r, name)); ok {
 			file = t.File
 		}
 		it := inspectTensor{Name: name, DType: dt.String(), Shape: shape, Shard: filepath.Base(file), Packed: packed}
@@ -234,12 +328,21 @@ func inspectModel(dir string) (*inspectReport, error) {
 		if ws, ok := want[name]; ok && !equalShape(ws, shape) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: shape %s, config implies %s", name, shapeString(shape), shapeString(ws)))
 		}
-		_, p, isLayer := config.ParseLayerTensor(name)
-		linear := isLayer && p.IsLinear()
-		if linear && !dt.IsFloat() {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: dtype %s is not a float dtype (a prunable linear must be F32, F16 or BF16)", name, dt))
+		lin, linear := linears[name]
+		if linear {
+			it.Layer, it.Role = &lin.layer, "linear"
+			if lin.Router {
+				it.Role = "router"
+			}
+			if lin.Expert >= 0 {
+				e := lin.Expert
+				it.Expert = &e
+			}
+			if !dt.IsFloat() {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: dtype %s is not a float dtype (a prunable linear must be F32, F16 or BF16)", name, dt))
+			}
 		}
-		if !dt.IsFloat() && !linear {
+		if !dt.IsFloat() {
 			rep.Tensors = append(rep.Tensors, it)
 			continue
 		}
@@ -247,17 +350,15 @@ func inspectModel(dir string) (*inspectReport, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: tensor %q: %w", file, name, err)
 		}
-		if dt.IsFloat() {
-			var first int64
-			it.NaN, it.Inf, first = countNonFinite(dt, data)
-			if it.NaN+it.Inf > 0 {
-				at := fmt.Sprintf("[%d]", first)
-				if len(shape) > 1 && shape[len(shape)-1] > 0 {
-					cols := shape[len(shape)-1]
-					at = fmt.Sprintf("[%d, %d]", first/cols, first%cols)
-				}
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d NaN and %d ±Inf values (the first at %s)", name, it.NaN, it.Inf, at))
+		var first int64
+		it.NaN, it.Inf, first = countNonFinite(dt, data)
+		if it.NaN+it.Inf > 0 {
+			at := fmt.Sprintf("[%d]", first)
+			if len(shape) > 1 && shape[len(shape)-1] > 0 {
+				cols := shape[len(shape)-1]
+				at = fmt.Sprintf("[%d, %d]", first/cols, first%cols)
 			}
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %d NaN and %d ±Inf values (the first at %s)", name, it.NaN, it.Inf, at))
 		}
 		if linear {
 			sp, err := scanSparsity(dt, shape, data)
@@ -266,37 +367,33 @@ func inspectModel(dir string) (*inspectReport, error) {
 				return nil, fmt.Errorf("%s: tensor %q: %w", file, name, err)
 			}
 			it.Sparsity = sp
-			tot := &rep.Prunable
-			tot.Tensors++
-			tot.Numel += sp.Numel
-			tot.Zeros += sp.Zeros
-			tot.NegativeZeros += sp.NegativeZeros
-			tot.All2of4 = tot.All2of4 && sp.Is2of4
-			tot.All4of8 = tot.All4of8 && sp.Is4of8
+			if !lin.Router {
+				rep.Prunable.add(name, sp)
+				rep.Layers[*it.Layer].Prunable.add(name, sp)
+			}
 		}
 		r.Release(name)
 		rep.Tensors = append(rep.Tensors, it)
 	}
 	rep.NumTensors = len(rep.Tensors)
-	if rep.Prunable.Numel > 0 {
-		rep.Prunable.ZeroFraction = float64(rep.Prunable.Zeros) / float64(rep.Prunable.Numel)
-	}
-	if rep.Prunable.Tensors == 0 {
-		rep.Prunable.All2of4, rep.Prunable.All4of8 = false, false
+	rep.Prunable.finish()
+	for i := range rep.Layers {
+		rep.Layers[i].Prunable.finish()
 	}
 	return rep, nil
 }
 
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
+func equalShape(a, b []int64) bool { return slices.Equal(a, b) }
+
+// storedName is the stored tensor that holds name: name itself, or for a packed
+// tensor its first part (as the registered layout names it).
+func storedName(r transform.Reader, name string) string {
+	if !r.Packed(name) {
+		return name
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	l, _ := sparse.LayoutOf(r.Format())
+	p, _ := sparse.Prefix(name)
+	return p + l.Parts[0]
 }
 
 // countNonFinite counts the NaN and ±Inf elements of the raw little-endian
@@ -339,111 +436,31 @@ func countNonFinite(dt dtype.DType, data []byte) (nan, inf, first int64) {
 	return nan, inf, first
 }
 
-// Zero codes of one element, see classifyRow.
-const (
-	notZero uint8 = iota
-	posZero
-	negZero
-)
-
-// classifyRow writes the zero code of each element of row (raw little-endian
-// bytes of dtype d) into codes.
-func classifyRow(codes []uint8, row []byte, d dtype.DType) {
-	switch d {
-	case dtype.BF16, dtype.F16:
-		for i := range codes {
-			h := binary.LittleEndian.Uint16(row[2*i:])
-			codes[i] = zeroCode(h&0x7fff == 0, h == 0x8000)
-		}
-	case dtype.F32:
-		for i := range codes {
-			u := binary.LittleEndian.Uint32(row[4*i:])
-			codes[i] = zeroCode(u&0x7fffffff == 0, u == 0x80000000)
-		}
-	case dtype.F64:
-		for i := range codes {
-			u := binary.LittleEndian.Uint64(row[8*i:])
-			codes[i] = zeroCode(u&(1<<63-1) == 0, u == 1<<63)
-		}
-	default: // integers and bool: zero when every byte is zero
-		size := d.Size()
-		for i := range codes {
-			z := true
-			for _, x := range row[size*i : size*(i+1)] {
-				z = z && x == 0
-			}
-			codes[i] = zeroCode(z, false)
-		}
-	}
-}
-
-func zeroCode(isZero, isNeg bool) uint8 {
-	switch {
-	case isNeg:
-		return negZero
-	case isZero:
-		return posZero
-	}
-	return notZero
-}
-
-// satisfiesNM reports whether every aligned group of m consecutive codes holds
-// at least n zeros (a trailing partial group at least min(n, its length)).
-func satisfiesNM(codes []uint8, n, m int) bool {
-	for g := 0; g < len(codes); g += m {
-		grp := codes[g:min(g+m, len(codes))]
-		z := 0
-		for _, c := range grp {
-			if c != notZero {
-				z++
-			}
-		}
-		if z < min(n, len(grp)) {
-			return false
-		}
-	}
-	return true
-}
-
-// scanSparsity counts the zeros of a weight [out, in...] (dtype dt) straight
-// from its raw little-endian bytes data (rows = first dimension, columns = the
-// product of the rest), one row at a time, and checks the 2:4 and 4:8 patterns.
+// scanSparsity scans a float weight [out, in...] (rows = the first dimension,
+// columns = the product of the rest) with sparse.Scan, the scanner "wanda pack"
+// decides with: zeros, -0.0, 2:4 and 4:8.
 func scanSparsity(dt dtype.DType, shape []int64, data []byte) (*tensorSparsity, error) {
 	if len(shape) < 1 {
 		return nil, fmt.Errorf("a scalar is not a weight matrix")
 	}
-	if dt == dtype.Invalid || dt.Size() <= 0 {
-		return nil, fmt.Errorf("cannot scan dtype %v", dt)
-	}
-	size := int64(dt.Size())
 	n := int64(1)
 	for _, d := range shape {
 		n *= d
 	}
-	if int64(len(data)) != n*size {
-		return nil, fmt.Errorf("%d data bytes for %d elements of %v", len(data), n, dt)
+	rows, cols := shape[0], int64(0)
+	if rows > 0 {
+		cols = n / rows
 	}
-	sp := &tensorSparsity{Numel: n, Is2of4: true, Is4of8: true}
-	rows := shape[0]
-	if rows == 0 || n == 0 {
-		return sp, nil
+	st, err := sparse.Scan(data, dt, int(rows), int(cols), sparse.Pattern24, sparse.Pattern48)
+	if err != nil {
+		return nil, err
 	}
-	cols := n / rows
-	codes := make([]uint8, cols)
-	for r := int64(0); r < rows; r++ {
-		classifyRow(codes, data[r*cols*size:(r+1)*cols*size], dt)
-		for _, c := range codes {
-			if c != notZero {
-				sp.Zeros++
-				if c == negZero {
-					sp.NegativeZeros++
-				}
-			}
-		}
-		sp.Is2of4 = sp.Is2of4 && satisfiesNM(codes, 2, 4)
-		sp.Is4of8 = sp.Is4of8 && satisfiesNM(codes, 4, 8)
+	sp := &tensorSparsity{Numel: n, Zeros: st.Zeros, NegativeZeros: st.NegZeros,
+		Is2of4: st.Satisfies(sparse.Pattern24), Is4of8: st.Satisfies(sparse.Pattern48),
+		Why2of4: st.Why(sparse.Pattern24), Why4of8: st.Why(sparse.Pattern48)}
+	if n > 0 {
+		sp.ZeroFraction = float64(sp.Zeros) / float64(n)
 	}
-	sp.ZeroFraction = float64(sp.Zeros) / float64(n)
 	return sp, nil
 }
 
@@ -489,6 +506,18 @@ func (r *inspectReport) writeText(w io.Writer) error {
 	fmt.Fprintf(tw, "rms_norm_eps\t%g\n", a.RMSNormEps)
 	fmt.Fprintf(tw, "tied embeddings\t%s\n", yesNo(a.TieWordEmbeddings))
 	fmt.Fprintf(tw, "attention bias\t%s\n", yesNo(a.AttentionBias))
+	if a.SparseLayers > 0 {
+		moe := fmt.Sprintf("%d per sparse layer, top %d", a.NumExperts, a.NumExpertsPerTok)
+		if a.NormTopKProb {
+			moe += " renormalised"
+		}
+		moe += fmt.Sprintf(", intermediate %d", a.MoEIntermediateSize)
+		if a.SharedExpertIntermediateSize > 0 {
+			moe += fmt.Sprintf("; shared expert %d (sigmoid gate)", a.SharedExpertIntermediateSize)
+		}
+		fmt.Fprintf(tw, "experts\t%s\n", moe)
+		fmt.Fprintf(tw, "sparse layers\t%d of %d (routers are never pruned)\n", a.SparseLayers, a.NumLayers)
+	}
 	files := strings.Join(r.Shards, ", ")
 	if len(r.Shards) > 3 {
 		files = r.Shards[0] + " … " + r.Shards[len(r.Shards)-1]
@@ -525,8 +554,12 @@ func (r *inspectReport) writeText(w io.Writer) error {
 	fmt.Fprintln(tw, head)
 	for _, t := range r.Tensors {
 		if sp := t.Sparsity; sp != nil {
+			p24, p48 := yesNo(sp.Is2of4), yesNo(sp.Is4of8)
+			if t.Role == "router" { // never pruned: its patterns are not a question
+				p24, p48 = "-", "-"
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f%%\t%d\t%s\t%s\t%s%s\n", t.Name, t.DType, shapeString(t.Shape),
-				100*sp.ZeroFraction, sp.NegativeZeros, yesNo(sp.Is2of4), yesNo(sp.Is4of8), stored(t), t.Shard)
+				100*sp.ZeroFraction, sp.NegativeZeros, p24, p48, stored(t), t.Shard)
 		} else {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t%s%s\n", t.Name, t.DType, shapeString(t.Shape), stored(t), t.Shard)
 		}
@@ -534,9 +567,15 @@ func (r *inspectReport) writeText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := r.writeLayers(w); err != nil {
+		return err
+	}
 	p := r.Prunable
 	fmt.Fprintf(w, "\nprunable linears: %d tensors, %d weights, %d zeros (%.2f%%), %d negative zeros; all 2:4: %s; all 4:8: %s\n",
 		p.Tensors, p.Numel, p.Zeros, 100*p.ZeroFraction, p.NegativeZeros, yesNo(p.All2of4), yesNo(p.All4of8))
+	if p.First2of4 != "" && p.Zeros > 0 {
+		fmt.Fprintf(w, "not 2:4: %s\n", p.First2of4)
+	}
 	if p.NegativeZeros > 0 {
 		fmt.Fprintln(w, "warning: negative zeros (-0.0) present; some 2:4 kernels treat them as non-zero")
 	}
@@ -544,4 +583,36 @@ func (r *inspectReport) writeText(w io.Writer) error {
 		fmt.Fprintln(w, "problem:", pr)
 	}
 	return nil
+}
+
+// writeLayers prints one line per decoder layer: attention, MLP or experts, the
+// prunable linears' zeros and patterns, and the routers (never pruned).
+func (r *inspectReport) writeLayers(w io.Writer) error {
+	if len(r.Layers) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAYER\tATTENTION\tMLP\tPRUNABLE\tZEROS\t2:4\t4:8\tROUTERS (never pruned)")
+	for _, l := range r.Layers {
+		att := l.Attention
+		if l.Window > 0 {
+			att += fmt.Sprintf(" %d", l.Window)
+		}
+		mlp := l.MLP
+		if l.Experts > 0 {
+			mlp = fmt.Sprintf("%d experts, top %d", l.Experts, l.TopK)
+			if l.SharedExpert {
+				mlp += " + shared"
+			}
+		}
+		routers := strings.Join(l.Routers, ", ")
+		if routers == "" {
+			routers = "-"
+		}
+		p := l.Prunable
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%.2f%%\t%s\t%s\t%s\n", l.Index, att, mlp, p.Tensors, 100*p.ZeroFraction,
+			yesNo(p.All2of4), yesNo(p.All4of8), routers)
+	}
+	return tw.Flush()
 }

@@ -19,8 +19,13 @@ func init() {
 with use_rslora; rank_pattern and alpha_pattern honoured), then sets every pruned weight back to
 +0.0 so the pruning pattern is exactly preserved, and writes the model's dtype. The mask comes
 from PRUNED/sparsity_masks.safetensors when present, else from the exact zeros of W. PRUNED may
-be packed; the output is dense. Adapters that do not fit the model (unknown modules, wrong
-shapes, non-LoRA, fan_in_fan_out, DoRA, missing files) are refused before anything is written.`,
+be packed; the output is dense. Mixture-of-experts adapters made with PEFT's target_parameters
+on transformers 5's fused experts (mlp.experts.gate_up_proj and mlp.experts.down_proj, as the
+LoRA template of a pruned MoE model names them) are split back into the checkpoint's per-expert
+tensors (gate rows, up rows, down) and merged into each with its own mask; Phi-3's fused
+qkv_proj and gate_up_proj merge as the single tensors they are. Adapters that do not fit the
+model (unknown modules or parameters, wrong shapes, non-LoRA, fan_in_fan_out, DoRA, missing
+files) are refused before anything is written.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Required: true, Usage: "pruned model `DIR` (dense or packed)"},
 			&cli.StringFlag{Name: "adapter", Required: true, Usage: "PEFT adapter `DIR`"},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/pipeline"
 	_ "github.com/wanda-go/wanda/stages/metric" // the built-in metrics
 	_ "github.com/wanda-go/wanda/stages/pattern"
@@ -70,8 +71,8 @@ func pruneFlags() []cli.Flag {
 		&cli.IntFlag{Name: "gc-percent", Value: 25, Usage: "heap growth allowed between collections (like GOGC); the pipeline's big per-layer buffers make the Go default of 100 wasteful"},
 		&cli.StringFlag{Name: "workdir", Usage: "keep a checkpoint here after every finished layer, so that an interrupted run can continue with --resume"},
 		&cli.BoolFlag{Name: "resume", Usage: "continue the run checkpointed in --workdir (same model, method, pattern and calibration)"},
-		&cli.BoolFlag{Name: "pack", Usage: "write pruned linears in the compressed-tensors layout (sparse-24-bitmask for 2:4, sparse-bitmask otherwise)"},
-		&cli.StringFlag{Name: "pack-format", Value: "auto", Usage: "with --pack: auto, sparse-24-bitmask or sparse-bitmask"},
+		&cli.BoolFlag{Name: "pack", Usage: "write pruned linears in a compressed-tensors layout (auto: the first of " + sparse.FormatList() + " that fits; sparse-24-bitmask for 2:4)"},
+		&cli.StringFlag{Name: "pack-format", Value: "auto", Usage: "with --pack: auto or one of " + sparse.FormatList()},
 		&cli.BoolFlag{Name: "force", Usage: "replace --out if it exists"},
 		&cli.StringSliceFlag{Name: "ignore", Usage: "regular expression (RE2, unanchored) of tensor names that stay dense, byte for byte; repeatable"},
 		&cli.StringFlag{Name: "sparsity-file", Usage: "JSON file of per-layer and per-tensor sparsities (see README: \"default\", \"layers\", \"tensors\" rules)"},

@@ -41,8 +41,14 @@ type Config struct {
 	// TargetModules is the list form of target_modules; TargetRegex is set
 	// instead when target_modules is a string (a regular expression that must
 	// match the whole module name, or "all-linear").
-	TargetModules       []string
-	TargetRegex         string
+	TargetModules []string
+	TargetRegex   string
+	// TargetParameters is target_parameters: nn.Parameters adapted directly
+	// (PEFT's ParamWrapper), e.g. "mlp.experts.gate_up_proj"; an entry t selects the
+	// parameter with path k when k == t or k ends with "." + t.
+	TargetParameters []string
+	// PeftVersion is peft_version (written since PEFT 0.18), "" when absent.
+	PeftVersion         string
 	ExcludeModules      []string
 	ExcludeRegex        string
 	LayersToTransform   []int
@@ -158,6 +164,11 @@ func ParseConfig(data []byte) (*Config, error) {
 	c.UseRSLoRA = boolean("use_rslora")
 	c.UseDoRA = boolean("use_dora")
 	c.TargetModules, c.TargetRegex = strs("target_modules")
+	var tpRegex string
+	if c.TargetParameters, tpRegex = strs("target_parameters"); tpRegex != "" {
+		err = errors.Join(err, fmt.Errorf("%w: target_parameters: want a list of parameter names, got the string %q", ErrInvalid, tpRegex))
+	}
+	c.PeftVersion, _ = str("peft_version")
 	c.ExcludeModules, c.ExcludeRegex = strs("exclude_modules")
 	c.ModulesToSave, _ = strs("modules_to_save")
 	if lp, lps := strs("layers_pattern"); lps != "" {
@@ -368,4 +379,37 @@ func (c *Config) layerIndex(module string) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TargetsParam reports whether target_parameters selects the parameter with
+// path key (PEFT's rule: key equals an entry or ends with "." + entry).
+func (c *Config) TargetsParam(key string) bool {
+	return matchList(c.TargetParameters, key)
+}
+
+// VersionAtLeast reports whether peft_version is at least major.minor.patch
+// (false when absent or unparsable).
+func (c *Config) VersionAtLeast(major, minor, patch int) bool {
+	var v [3]int
+	parts := strings.SplitN(c.PeftVersion, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	for i, p := range parts {
+		// "0.21.0.dev0" and "0.20.0+abc" count by their leading digits.
+		end := 0
+		for end < len(p) && p[end] >= '0' && p[end] <= '9' {
+			end++
+		}
+		if end == 0 {
+			return false
+		}
+		v[i], _ = strconv.Atoi(p[:end])
+	}
+	for i, want := range [3]int{major, minor, patch} {
+		if v[i] != want {
+			return v[i] > want
+		}
+	}
+	return true
 }

@@ -17,6 +17,31 @@
 // first key k for which M matches the regular expression "(.*\.)?(k)$"), else
 // from r / lora_alpha.
 //
+// # Parameter targets (target_parameters)
+//
+// PEFT (0.17 and later) can adapt an nn.Parameter directly: transformers 5 holds a
+// mixture-of-experts layer's experts as two 3-D parameters, mlp.experts.gate_up_proj
+// [E, 2I, H] (each expert's gate rows, then its up rows) and mlp.experts.down_proj
+// [E, H, I], and "target_parameters" names them. PEFT's ParamWrapper (peft/tuners/
+// lora/layer.py) keeps one lora_A and one lora_B for all experts of a parameter
+// [E, d1, d2]:
+//
+//	<module>.lora_A.weight  [r·E, in]   expert e's A_e: rows e·r … e·r+r-1
+//	<module>.lora_B.weight  [out, r·E]  expert e's B_e: columns k·E+e, k < r
+//
+// (get_delta_weight reshapes A to [E, r, in] and B to [out, r, E]), and expert e's
+// update of the parameter slice [d1, d2] is scale·B_e·A_e with in = d2, out = d1
+// (PEFT ≥ 0.20, or transformers' patch of older PEFT, for experts stored
+// [experts, out, in]); PEFT 0.17–0.19 unpatched took in = d1, out = d2, and the
+// update is then scale·(B_e·A_e)ᵀ. Adapter.Check tells the two apart by the shapes;
+// when d1 = d2 it needs peft_version ≥ 0.20. r and alpha come from rank_pattern /
+// alpha_pattern matched against the parameter's path ("…mlp.experts.gate_up_proj").
+// Two targeted parameters of one module are nested wrappers: the parameter the
+// model registers first is wrapped first and ends up innermost, so its keys carry
+// one ".base_layer" infix more ("<module>.base_layer.lora_A.weight" for gate_up_proj,
+// "<module>.lora_A.weight" for down_proj); LoadWith's ParamOrder gives the order.
+// Module.Factors extracts an expert's factors.
+//
 // Load refuses, with ErrUnsupported or ErrInvalid and a message naming the file
 // and module: a missing adapter_config.json or adapter_model.safetensors (a
 // pickle adapter_model.bin is not read), a peft_type other than LORA,

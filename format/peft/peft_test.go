@@ -263,3 +263,69 @@ func TestAdapterTemplateTargets(t *testing.T) {
 		t.Error("nil targets differ from the LLaMA ones")
 	}
 }
+
+// TestLoadParamWrappers: a target_parameters adapter as PEFT saves it for two
+// parameters of one module (nested ParamWrappers: the first registered
+// parameter innermost, behind ".base_layer"), resolved by the model's
+// registration order, with rank_pattern matched against the parameter path.
+func TestLoadParamWrappers(t *testing.T) {
+	dir := t.TempDir()
+	const mod = "base_model.model.model.layers.0.mlp.experts"
+	cfg := `{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "peft_version": "0.21.0",
+		"target_parameters": ["mlp.experts.down_proj", "mlp.experts.gate_up_proj"], "rank_pattern": {"gate_up_proj": 1}}`
+	writeAdapter(t, dir, cfg, []safetensors.Spec{
+		{Name: mod + ".base_layer.lora_A.weight", DType: dtype.F32, Shape: []int64{1 * 3, 8}}, // gate_up: r 1 × 3 experts, in = hidden 8
+		{Name: mod + ".base_layer.lora_B.weight", DType: dtype.F32, Shape: []int64{12, 3}},    // out = 2·6
+		{Name: mod + ".lora_A.weight", DType: dtype.F32, Shape: []int64{2 * 3, 6}},            // down: r 2 × 3, in = 6
+		{Name: mod + ".lora_B.weight", DType: dtype.F32, Shape: []int64{8, 6}},
+	})
+	if _, err := Load(dir); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "order") {
+		t.Errorf("Load without the parameter order: %v", err)
+	}
+	a, err := LoadWith(dir, LoadOptions{ParamOrder: []string{"gate_up_proj", "down_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if len(a.Modules) != 2 {
+		t.Fatalf("modules %+v", a.Modules)
+	}
+	dn, gu := a.Modules[0], a.Modules[1]
+	if dn.Name != "model.layers.0.mlp.experts.down_proj" || dn.Param != "down_proj" || dn.Rank != 2 || dn.Experts != 3 || dn.Scale != 2 ||
+		dn.In != 6 || dn.Out != 8 || dn.Weight != dn.Name {
+		t.Errorf("down_proj %+v", dn)
+	}
+	if gu.Name != "model.layers.0.mlp.experts.gate_up_proj" || gu.Rank != 1 || gu.Experts != 3 || gu.Scale != 4 || gu.In != 8 || gu.Out != 12 {
+		t.Errorf("gate_up_proj %+v", gu)
+	}
+	if _, ok := a.ForWeight(dn.Name); ok {
+		t.Error("a parameter target is found as a module weight")
+	}
+	shapes := map[string][]int64{gu.Name: {3, 12, 8}, dn.Name: {3, 8, 6}, "model.layers.0.self_attn.q_proj.weight": {8, 8}}
+	names := []string{gu.Name, dn.Name, "model.layers.0.self_attn.q_proj.weight"}
+	shape := func(n string) ([]int64, bool) { s, ok := shapes[n]; return s, ok }
+	if err := a.Check(names, shape); err != nil || gu.Transposed || dn.Transposed {
+		t.Errorf("Check: %v (transposed %v %v)", err, gu.Transposed, dn.Transposed)
+	}
+	shapes[dn.Name] = []int64{3, 6, 8} // the older PEFT layout fits the transpose
+	if err := a.Check(names, shape); err != nil || !dn.Transposed {
+		t.Errorf("Check transposed layout: %v (transposed %v)", err, dn.Transposed)
+	}
+	shapes[dn.Name] = []int64{4, 8, 6}
+	if err := a.Check(names, shape); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "down_proj") {
+		t.Errorf("Check with 4 experts: %v", err)
+	}
+	delete(shapes, gu.Name)
+	if err := a.Check(names[1:], shape); !errors.Is(err, ErrMismatch) {
+		t.Errorf("Check without the parameter: %v", err)
+	}
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	for v, want := range map[string]bool{"0.20.0": true, "0.21.0.dev0": true, "0.19.1": false, "1.0": true, "": false, "x.y": false, "0.20.0+local": true} {
+		c := &Config{PeftVersion: v}
+		if got := c.VersionAtLeast(0, 20, 0); got != want {
+			t.Errorf("VersionAtLeast(0.20.0) of %q = %v", v, got)
+		}
+	}
+}

@@ -60,3 +60,22 @@ func BenchmarkUnpackBitmask(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScan: the cost of checking N:M patterns on top of counting zeros
+// (inspect asks for 2:4 and 4:8, pack for 2:4).
+func BenchmarkScan(b *testing.B) {
+	d, rows, cols := benchDense(b, true)
+	for _, c := range []struct {
+		name string
+		pats []NM
+	}{{"zeros", nil}, {"2:4", []NM{Pattern24}}, {"2:4+4:8", []NM{Pattern24, Pattern48}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(d)))
+			for b.Loop() {
+				if _, err := Scan(d, dtype.BF16, rows, cols, c.pats...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

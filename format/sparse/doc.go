@@ -1,7 +1,27 @@
-// Package sparse reads and writes the two compressed-tensors sparse layouts
-// (compressed-tensors ≤ 0.14.0, "sparse-24-bitmask" and "sparse-bitmask"), the
+// Package sparse reads and writes the compressed-tensors sparse layouts
+// (compressed-tensors ≤ 0.14.0: "sparse-24-bitmask" and "sparse-bitmask"), the
 // sparsity_config block of config.json that announces them, and wanda's mask
-// sidecar file sparsity_masks.safetensors.
+// sidecar file sparsity_masks.safetensors; and it holds the one zero and N:M
+// scanner (Scan) behind both "wanda inspect" and packing.
+//
+// # Layouts are registered
+//
+// Each layout is one file (layout24.go, bitmask.go) that registers a Layout
+// (RegisterLayout in init): its format name, the suffixes of its stored parts,
+// its rank for automatic choice, the N:M pattern it needs (its eligibility
+// test, Layout.Eligible), and its Specs, Pack, Header and Unpack functions.
+// Everything else (transform's Pack, Unpack and packed reader, the CLI's format
+// flags and help) asks the registry (LayoutOf, Layouts, Formats), so adding a
+// third layout is adding one file.
+//
+// # Zeros and N:M patterns (Scan)
+//
+// Scan counts the exact zeros (+0.0 and -0.0) of a dense tensor and checks N:M
+// patterns: NM{N, M} holds when the column count is a multiple of M and every
+// aligned group of M consecutive columns of every row has at least N zeros.
+// Stat.Why says, in one fixed wording, why a tensor breaks a pattern (the
+// column count, or the row and columns of the first group with too few
+// zeros); inspect prints those words and Pack refuses with them.
 //
 // # Dense input
 //
@@ -12,7 +32,7 @@
 // packed format cannot carry the sign of a dropped zero, and vLLM's 2:4 loader
 // rejects -0.0. Refusing it is what makes pack → unpack bit-exact.
 //
-// # sparse-24-bitmask (Pack24, Unpack24)
+// # sparse-24-bitmask (layout24.go: Pack24, Unpack24)
 //
 // For a weight "<p>.weight" the packed tensors are
 //
@@ -31,7 +51,7 @@
 // bitmask is not (W != 0) in general. Bits past column cols-1 in a row's last
 // byte are zero.
 //
-// # sparse-bitmask (PackBitmask, UnpackBitmask)
+// # sparse-bitmask (bitmask.go: PackBitmask, UnpackBitmask)
 //
 //	<p>.compressed   source dtype  [nnz]                 W[W != 0] in row-major order
 //	<p>.bitmask      U8            [rows, ceil(cols/8)]  bit set iff W[r, j] != 0 (same bit order as above)

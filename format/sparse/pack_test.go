@@ -300,17 +300,24 @@ func TestUnpackBitmaskCorrupt(t *testing.T) {
 func TestScan(t *testing.T) {
 	d := encode(t, []float64{1, 0, 0, 2, 1, 2, 3, 0}, dtype.BF16)
 	d[5] = 0x80 // element 2 → -0.0
-	st, err := Scan(d, dtype.BF16, 2, 4)
+	st, err := Scan(d, dtype.BF16, 2, 4, Pattern24)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Zeros != 3 || st.NegZeros != 1 || st.FirstNegZero != 2 || st.Is24 || st.First24Violation != 4 {
+	if st.Zeros != 3 || st.NegZeros != 1 || st.FirstNegZero != 2 || st.Satisfies(Pattern24) {
 		t.Errorf("Scan = %+v", st)
+	}
+	if why := st.Why(Pattern24); why != "row 1, columns 0..3 hold 1 zero (2:4 needs at least 2 in every aligned group of 4)" {
+		t.Errorf("Why = %q", why)
 	}
 }
 
-func TestPackedSpecs(t *testing.T) {
-	specs, err := Specs(Format24, "m.q", dtype.BF16, 8, 12, 0)
+func TestLayoutSpecs(t *testing.T) {
+	l24, ok := LayoutOf(Format24)
+	if !ok {
+		t.Fatal("sparse-24-bitmask is not registered")
+	}
+	specs, err := l24.Specs("m.q", dtype.BF16, 8, 12, Stat{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,12 +325,21 @@ func TestPackedSpecs(t *testing.T) {
 		specs[1].Shape[1] != 2 || specs[2].DType != dtype.I64 || specs[2].Shape[0] != 2 || specs[2].Shape[1] != 1 {
 		t.Errorf("24 specs = %+v", specs)
 	}
-	specs, err = Specs(FormatBitmask, "m.q", dtype.BF16, 8, 12, 17)
+	lb, ok := LayoutOf(FormatBitmask)
+	if !ok {
+		t.Fatal("sparse-bitmask is not registered")
+	}
+	specs, err = lb.Specs("m.q", dtype.BF16, 8, 12, Stat{Zeros: 8*12 - 17})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(specs) != 4 || specs[0].Shape[0] != 17 || specs[2].Name != "m.q.row_offsets" || len(specs[3].Shape) != 1 {
 		t.Errorf("bitmask specs = %+v", specs)
+	}
+	for _, l := range []*Layout{l24, lb} {
+		if len(l.Parts) == 0 || l.Parts[0] != SuffixCompressed {
+			t.Errorf("%s: parts %v", l.Format, l.Parts)
+		}
 	}
 	if p, ok := Prefix("model.layers.0.mlp.up_proj.weight"); !ok || p != "model.layers.0.mlp.up_proj" {
 		t.Errorf("Prefix = %q %v", p, ok)
