@@ -90,12 +90,12 @@ type ArgSpec struct {
 
 // Info is what a plugin reports about itself.
 type Info struct {
-	Name            string    `json:"name"`
-	Path            string    `json:"path"`
-	Kind            Kind      `json:"kind"`
-	ProtocolVersion int       `json:"protocol_version"`
-	Description     string    `json:"description"`
-	NeedsStats      bool      `json:"needs_stats,omitempty"`
+	Name            string `json:"name"`
+	Path            string `json:"path"`
+	Kind            Kind   `json:"kind"`
+	ProtocolVersion int    `json:"protocol_version"`
+	Description     string `json:"description"`
+	NeedsStats      bool   `json:"needs_stats,omitempty"`
 	// RefineStats are the statistics a refine plugin reads ("sumsq+sum+var"; "" otherwise).
 	RefineStats string    `json:"refine_stats,omitempty"`
 	Args        []ArgSpec `json:"args,omitempty"`
