@@ -255,7 +255,7 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 			c.info.Kind, first, negotiated))
 	}
 	if want != "" && c.info.Kind != want {
-		return nil, c.errf("info", nil, ErrKind, fmt.Errorf("it is a %s plugin, not a %s plugin", c.info.Kind, want))
+		return nil, c.errf("info", nil, ErrKind, fmt.Errorf("it is %s plugin, not %s plugin", article(c.info.Kind), article(want)))
 	}
 	if c.info.Kind == KindRefine {
 		if c.stats, err = statsKind(resp.RefineStats); err != nil {
@@ -273,6 +273,14 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	c.pool = shm.NewPool(c.scratch.Path)
 	ok = true
 	return c, nil
+}
+
+// article prefixes a kind with "a" or "an".
+func article(k Kind) string {
+	if strings.ContainsRune("aeiou", rune(k[0])) {
+		return "an " + string(k)
+	}
+	return "a " + string(k)
 }
 
 // versionList formats the protocol versions offered ("1-2", or the test override).
