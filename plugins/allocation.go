@@ -250,6 +250,10 @@ func (a *Allocator) Allocate(ctx context.Context, summaries [][]float64, t pipel
 	}); err != nil {
 		return nil, err
 	}
+	// The pre-pass is over: give back the scratch space of a whole layer's weights.
+	if err := c.pool.Trim(); err != nil {
+		c.log.Warn("plugin: removing scratch files", "plugin", c.name, "err", err)
+	}
 	sp := resp.GetSparsities()
 	if len(sp) != len(summaries) {
 		return nil, c.errf("allocate", nil, ErrResult, pipeline.ErrShape,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -439,9 +440,17 @@ func TestAllocationFaults(t *testing.T) {
 				t.Errorf("layer %d (%s): summary %v, want [%d %v %d]", l, lins[0].W.DType, s, l, sum, len(lins))
 			}
 		}
+		scratch, _ := filepath.Glob(filepath.Join(a.c.scratch.Path, "wanda-plugin-scratch-*"))
+		if len(scratch) == 0 {
+			t.Errorf("no scratch file after Observe")
+		}
 		sp, err := a.Allocate(ctx, sums, pipeline.Target{Sparsity: 0.6})
 		if err != nil || len(sp) != 3 || sp[2] != 0.6 {
 			t.Errorf("Allocate: %v, %v", sp, err)
+		}
+		// Allocate ends the pre-pass: the scratch space of a layer's weights is given back.
+		if left, _ := filepath.Glob(filepath.Join(a.c.scratch.Path, "wanda-plugin-scratch-*")); len(left) != 0 {
+			t.Errorf("scratch files left after Allocate: %v", left)
 		}
 		// Inputs the host refuses before calling.
 		if _, err := a.Allocate(ctx, [][]float64{{math.Inf(1)}}, pipeline.Target{Sparsity: 0.5}); !errors.Is(err, pipeline.ErrNonFinite) {
