@@ -61,7 +61,9 @@
 // wanda-plugin-XXXXXXXX.lock beside it, held with flock(2)); go-plugin's socket directory
 // lives in such a directory too, in os.TempDir() (or /tmp when that path is too long for a
 // socket address). The files are named wanda-plugin-scratch-*, mapped with mmap and reused
-// across calls (they only grow), and removed with their directory by Close. When wanda is
+// across calls (they only grow), and removed with their directory by Close; an allocation
+// plugin's, which hold a whole decoder layer's weights, are removed when Allocate ends the
+// pre-pass. When wanda is
 // killed (SIGKILL, the OOM killer), the next plugin start removes the directories whose
 // owner is dead. A request carries descriptors: path, byte offset (a multiple of 4096),
 // dtype and shape. Every tensor is dense and row-major (last dimension fastest) with

@@ -49,7 +49,9 @@ type HostOptions struct {
 	// if nil).
 	Logger *slog.Logger
 	// ScratchDir holds the shared tensor files (os.TempDir() if empty). A tmpfs such as
-	// /dev/shm avoids disk writeback; it needs room for two copies of the largest matrix.
+	// /dev/shm avoids disk writeback; it needs room for two copies of the largest matrix
+	// (per call in flight), and for an allocation plugin one decoder layer's prunable weights
+	// in their stored dtype.
 	ScratchDir string
 	// Env is added to the plugin's environment (after the host's, so it wins).
 	Env []string
