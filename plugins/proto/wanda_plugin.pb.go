@@ -572,7 +572,7 @@ func (x *ArgSpec) GetHelp() string {
 
 type InfoRequest struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
-	HostProtocolVersion uint32                 `protobuf:"varint,1,opt,name=host_protocol_version,json=hostProtocolVersion,proto3" json:"host_protocol_version,omitempty"`               // the highest version the host speaks (2; 1 from older hosts)
+	HostProtocolVersion uint32                 `protobuf:"varint,1,opt,name=host_protocol_version,json=hostProtocolVersion,proto3" json:"host_protocol_version,omitempty"`               // the version chosen in the handshake (1 from hosts before version 2)
 	Args                map[string]string      `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the --plugin-arg pairs, to validate early
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
