@@ -16,7 +16,7 @@ import (
 )
 
 // MaxSummary is the most numbers an allocation plugin may return for one layer.
-const MaxSummary = 1024
+const MaxSummary = wire.MaxSummary
 
 // Allocator is an allocation plugin seen through pipeline.Allocator. Close ends its process.
 type Allocator struct{ c *conn }

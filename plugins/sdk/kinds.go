@@ -156,7 +156,7 @@ type ObserveFunc func(layer int, linears []Linear, args map[string]string) ([]fl
 type AllocateFunc func(summaries [][]float64, t Target, args map[string]string) ([]float64, error)
 
 // MaxSummary is the most numbers a layer's summary may hold.
-const MaxSummary = 1024
+const MaxSummary = wire.MaxSummary
 
 // ServeAllocation serves observe and allocate as an allocation plugin until the host
 // disconnects, then exits. Allocation plugins need a host speaking protocol version 2.

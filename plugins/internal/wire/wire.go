@@ -31,6 +31,9 @@ func KindVersion(k pb.Kind) uint {
 // MaxMsgSize bounds every gRPC message in both directions (tensors never travel in messages).
 const MaxMsgSize = 4 << 20
 
+// MaxSummary is the most numbers an allocation plugin may return for one layer.
+const MaxSummary = 1024
+
 // StageName is the single entry of the go-plugin plugin set.
 const StageName = "stage"
 
