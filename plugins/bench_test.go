@@ -8,6 +8,8 @@ import (
 
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/stages/metric"
+	"github.com/wanda-go/wanda/stages/pattern"
+	"github.com/wanda-go/wanda/stages/refine"
 )
 
 // BenchmarkScore4096 measures one Score call on a 4096×4096 matrix (64 MiB of weights):
@@ -52,4 +54,47 @@ func BenchmarkScore4096(b *testing.B) {
 		o.Env = []string{"WANDA_FAULTY_MODE=copy"}
 		run(b, openMetric(b, "faulty", o))
 	})
+}
+
+// BenchmarkRefineBlock measures one Refine call on a block of 128 rows × 4096 columns (the
+// size of a PruneTensor row block of a 4096-wide layer) with Wanda's 50% mask:
+//
+//	builtin        refine.DefaultDSnoT() in process
+//	plugin-dsnot   the example plugin: host copies of W, mask and statistics into the
+//	               scratch file, RPC, the plugin's own refinement, the host's check of
+//	               every row's count
+//
+// plugin-dsnot over builtin is the cost of refining out of process, with an independent
+// (single-threaded) implementation.
+func BenchmarkRefineBlock(b *testing.B) {
+	const rows, cols = 128, 4096
+	r := rand.New(rand.NewPCG(3, 4))
+	w := randMatrix(r, rows, cols, 0.02)
+	st := refineStats(r, cols)
+	info := pipeline.LayerInfo{Layer: 0, Tensor: "model.layers.0.self_attn.q_proj.weight", Part: "q_proj", Expert: -1}
+	ctx := context.Background()
+	wanda, _ := metric.Builtin("wanda")
+	scores, err := wanda.Score(ctx, w, st, info)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tg := pipeline.Target{Sparsity: 0.5}
+	m0, err := pattern.ForTarget(tg).Select(ctx, scores, tg, info)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := quiet(nil)
+	opts.ScratchDir = os.Getenv("WANDA_BENCH_SCRATCH")
+	run := func(b *testing.B, rf pipeline.Refiner) {
+		m := &pipeline.Mask{Rows: rows, Cols: cols, Bits: make([]uint64, len(m0.Bits))}
+		b.SetBytes(int64(4 * len(w.Data)))
+		for b.Loop() {
+			copy(m.Bits, m0.Bits)
+			if err := rf.Refine(ctx, w, m, st, tg, info); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("builtin", func(b *testing.B) { run(b, refine.DefaultDSnoT()) })
+	b.Run("plugin-dsnot", func(b *testing.B) { run(b, openRefiner(b, bins["dsnot"], opts)) })
 }

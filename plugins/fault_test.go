@@ -168,8 +168,8 @@ func TestOpenFaults(t *testing.T) {
 		want    error
 		mention string
 	}{
-		{"version", false, ErrProtocol, "Plugin version: 2"},
-		{"infoversion", false, ErrProtocol, "plugin reports protocol version 2, host speaks 1"},
+		{"version", false, ErrProtocol, "host speaks protocol versions 1-2: incompatible API version with plugin. Plugin version: 3"},
+		{"infoversion", false, ErrProtocol, "plugin reports protocol version 3, the handshake chose 2"},
 		{"kind", false, ErrKind, "unknown kind 7"},
 		{"ok", true, ErrKind, "it is a metric plugin, not a pattern plugin"},
 		{"mask-ok", false, ErrKind, "it is a pattern plugin, not a metric plugin"},

@@ -2,6 +2,8 @@ package plugins
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +26,13 @@ import (
 	pb "github.com/wanda-go/wanda/plugins/proto"
 )
 
-// ProtocolVersion is the plugin protocol version this host speaks.
+// ProtocolVersion is the newest plugin protocol version this host speaks; it also speaks
+// every version from MinProtocolVersion on, and a plugin gets the highest one it speaks too.
 const ProtocolVersion = wire.ProtocolVersion
+
+// MinProtocolVersion is the oldest plugin protocol version this host speaks (metric and
+// pattern plugins built before protocol version 2).
+const MinProtocolVersion = wire.MinProtocolVersion
 
 // DefaultTimeout bounds a plugin's start and each of its calls when HostOptions.Timeout is 0.
 const DefaultTimeout = 5 * time.Minute
@@ -42,18 +49,25 @@ type HostOptions struct {
 	// if nil).
 	Logger *slog.Logger
 	// ScratchDir holds the shared tensor files (os.TempDir() if empty). A tmpfs such as
-	// /dev/shm avoids disk writeback; it needs room for two copies of the largest matrix.
+	// /dev/shm avoids disk writeback; it needs room for two copies of the largest matrix
+	// (per call in flight), and for an allocation plugin one decoder layer's prunable weights
+	// in their stored dtype.
 	ScratchDir string
 	// Env is added to the plugin's environment (after the host's, so it wins).
 	Env []string
+
+	// versions, if set, replaces the protocol versions offered (tests: an older host).
+	versions []int
 }
 
 // Kind is a plugin's stage kind.
 type Kind string
 
 const (
-	KindMetric  Kind = "metric"
-	KindPattern Kind = "pattern"
+	KindMetric     Kind = "metric"
+	KindPattern    Kind = "pattern"
+	KindAllocation Kind = "allocation" // protocol version 2
+	KindRefine     Kind = "refine"     // protocol version 2
 )
 
 func kindOf(k pb.Kind) Kind {
@@ -62,6 +76,10 @@ func kindOf(k pb.Kind) Kind {
 		return KindMetric
 	case pb.Kind_KIND_PATTERN:
 		return KindPattern
+	case pb.Kind_KIND_ALLOCATION:
+		return KindAllocation
+	case pb.Kind_KIND_REFINE:
+		return KindRefine
 	}
 	return Kind(fmt.Sprintf("unknown(%d)", int32(k)))
 }
@@ -74,13 +92,17 @@ type ArgSpec struct {
 
 // Info is what a plugin reports about itself.
 type Info struct {
-	Name            string    `json:"name"`
-	Path            string    `json:"path"`
-	Kind            Kind      `json:"kind"`
-	ProtocolVersion int       `json:"protocol_version"`
-	Description     string    `json:"description"`
-	NeedsStats      bool      `json:"needs_stats,omitempty"`
-	Args            []ArgSpec `json:"args,omitempty"`
+	Name            string `json:"name"`
+	Path            string `json:"path"`
+	Kind            Kind   `json:"kind"`
+	ProtocolVersion int    `json:"protocol_version"`
+	Description     string `json:"description"`
+	NeedsStats      bool   `json:"needs_stats,omitempty"`
+	// RefineStats are the statistics a refine plugin reads ("sumsq+sum+var"; "" otherwise).
+	RefineStats string    `json:"refine_stats,omitempty"`
+	Args        []ArgSpec `json:"args,omitempty"`
+	// SHA256 is the hex SHA-256 of the executable when it was started.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // conn is one running plugin process.
@@ -95,6 +117,7 @@ type conn struct {
 	proc   *proc
 	rpc    *wire.Clients
 	info   Info
+	stats  pipeline.StatsKind // a refine plugin's statistics
 	// Owner-locked directories of this process (a later run removes them if it
 	// is killed): scratch holds the tensor files, sock go-plugin's socket
 	// directory (in os.TempDir(), whose path is short enough for a socket).
@@ -134,6 +157,10 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	if err := checkExecutable(abs); err != nil {
 		return nil, c.errf("start", nil, ErrNotFound, err)
 	}
+	sum, err := fileSHA256(abs)
+	if err != nil {
+		return nil, c.errf("start", nil, ErrNotFound, err)
+	}
 	scratch := opts.ScratchDir
 	if scratch == "" {
 		scratch = os.TempDir()
@@ -158,7 +185,7 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	c.proc = newProc(abs, opts.Env)
 	c.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
-		Plugins:          wire.PluginSet(&wire.Stage{}),
+		VersionedPlugins: wire.HostPlugins(opts.versions...),
 		RunnerFunc:       c.proc.runnerFunc,
 		SkipHostEnv:      true, // the runner adds it, before opts.Env
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: c.sock.Path},
@@ -183,7 +210,7 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 		}
 		if strings.Contains(strings.ToLower(err.Error()), "incompatible api version") {
 			return nil, c.errf("handshake", nil, ErrProtocol,
-				fmt.Errorf("host speaks protocol version %d: %v", wire.ProtocolVersion, oneLine(err)))
+				fmt.Errorf("host speaks protocol versions %s: %v", versionList(opts.versions), oneLine(err)))
 		}
 		msg := oneLine(err)
 		if ps, exited := c.proc.exitState(drainGrace); exited && ps != nil {
@@ -197,9 +224,10 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	}
 	c.rpc = raw.(*wire.Clients)
 
+	negotiated := uint32(c.client.NegotiatedVersion())
 	ictx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.rpc.Plugin.Info(ictx, &pb.InfoRequest{HostProtocolVersion: wire.ProtocolVersion, Args: opts.Args})
+	resp, err := c.rpc.Plugin.Info(ictx, &pb.InfoRequest{HostProtocolVersion: negotiated, Args: opts.Args})
 	if err != nil {
 		if st, _ := status.FromError(err); st.Code() == codes.InvalidArgument {
 			return nil, c.errf("info", nil, ErrArgs, errors.New(st.Message()))
@@ -211,20 +239,35 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	}
 	c.info = Info{
 		Name: c.name, Path: abs, Kind: kindOf(resp.Kind), ProtocolVersion: int(resp.ProtocolVersion),
-		Description: resp.Description, NeedsStats: resp.NeedsStats,
+		Description: resp.Description, NeedsStats: resp.NeedsStats, SHA256: sum,
 	}
 	for _, a := range resp.Args {
 		c.info.Args = append(c.info.Args, ArgSpec{Name: a.Name, Help: a.Help})
 	}
-	if resp.ProtocolVersion != wire.ProtocolVersion {
-		return nil, c.errf("info", nil, ErrProtocol, fmt.Errorf("plugin reports protocol version %d, host speaks %d",
-			resp.ProtocolVersion, wire.ProtocolVersion))
+	if resp.ProtocolVersion != negotiated {
+		return nil, c.errf("info", nil, ErrProtocol, fmt.Errorf("plugin reports protocol version %d, the handshake chose %d",
+			resp.ProtocolVersion, negotiated))
 	}
-	if resp.Kind != pb.Kind_KIND_METRIC && resp.Kind != pb.Kind_KIND_PATTERN {
+	first := wire.KindVersion(resp.Kind)
+	if first == 0 {
 		return nil, c.errf("info", nil, ErrKind, fmt.Errorf("unknown kind %d", int32(resp.Kind)))
 	}
+	if uint(negotiated) < first {
+		return nil, c.errf("info", nil, ErrProtocol, fmt.Errorf("%s plugins need protocol version %d or later; the plugin speaks %d",
+			c.info.Kind, first, negotiated))
+	}
 	if want != "" && c.info.Kind != want {
-		return nil, c.errf("info", nil, ErrKind, fmt.Errorf("it is a %s plugin, not a %s plugin", c.info.Kind, want))
+		return nil, c.errf("info", nil, ErrKind, fmt.Errorf("it is %s plugin, not %s plugin", article(c.info.Kind), article(want)))
+	}
+	if c.info.Kind == KindRefine {
+		if c.stats, err = statsKind(resp.RefineStats); err != nil {
+			return nil, c.errf("info", nil, ErrProtocol, err)
+		}
+		if c.stats != 0 {
+			c.info.RefineStats = c.stats.String()
+		}
+	} else if len(resp.RefineStats) > 0 {
+		return nil, c.errf("info", nil, ErrProtocol, fmt.Errorf("a %s plugin reports refine statistics", c.info.Kind))
 	}
 	if err := checkArgs(opts.Args, c.info.Args); err != nil {
 		return nil, c.errf("info", nil, ErrArgs, err)
@@ -232,6 +275,73 @@ func start(ctx context.Context, path string, opts HostOptions, want Kind) (*conn
 	c.pool = shm.NewPool(c.scratch.Path)
 	ok = true
 	return c, nil
+}
+
+// article prefixes a kind with "a" or "an".
+func article(k Kind) string {
+	if strings.ContainsRune("aeiou", rune(k[0])) {
+		return "an " + string(k)
+	}
+	return "a " + string(k)
+}
+
+// versionList formats the protocol versions offered ("1-2", or the test override).
+func versionList(vs []int) string {
+	if len(vs) == 0 {
+		return fmt.Sprintf("%d-%d", wire.MinProtocolVersion, wire.ProtocolVersion)
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	return strings.Trim(strings.ReplaceAll(fmt.Sprint(s), " ", ", "), "[]")
+}
+
+// statsKind converts a refine plugin's statistics.
+func statsKind(ss []pb.Stat) (pipeline.StatsKind, error) {
+	var k pipeline.StatsKind
+	for _, s := range ss {
+		switch s {
+		case pb.Stat_STAT_SUM_SQ:
+			k |= pipeline.StatsSumSq
+		case pb.Stat_STAT_SUM:
+			k |= pipeline.StatsSum
+		case pb.Stat_STAT_VAR:
+			k |= pipeline.StatsVar
+		default:
+			return 0, fmt.Errorf("unknown statistic %d", int32(s))
+		}
+	}
+	return k, nil
+}
+
+// fileSHA256 returns the hex SHA-256 of the file at path.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// key identifies the plugin for a run's checkpoint: what it reports, its executable's
+// contents and the arguments it gets (sorted).
+func (c *conn) key() string {
+	keys := make([]string, 0, len(c.args))
+	for k := range c.args {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "plugin:%s(%s sha256=%s", c.info.Name, c.info.Kind, c.info.SHA256)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%q", k, c.args[k])
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // socketParent is where the plugin's socket directory goes: os.TempDir(), or

@@ -324,7 +324,7 @@ func TestProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != "ria" || info.Kind != KindMetric || info.ProtocolVersion != 1 || !info.NeedsStats ||
+	if info.Name != "ria" || info.Kind != KindMetric || info.ProtocolVersion != 2 || !info.NeedsStats ||
 		len(info.Args) != 1 || info.Args[0].Name != "a" || info.Description == "" {
 		t.Errorf("ria info %+v", info)
 	}

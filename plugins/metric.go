@@ -38,6 +38,10 @@ func (m *Metric) Name() string { return "plugin:" + m.c.info.Name }
 // Info returns what the plugin reported.
 func (m *Metric) Info() Info { return m.c.info }
 
+// String identifies the plugin for a run's checkpoint: name, kind, the executable's SHA-256
+// and the arguments.
+func (m *Metric) String() string { return m.c.key() }
+
 // NeedsStats reports whether the plugin reads activation statistics.
 func (m *Metric) NeedsStats() bool { return m.c.info.NeedsStats }
 
@@ -136,10 +140,15 @@ func dims(d ...int) []uint64 {
 }
 
 func layerMsg(li pipeline.LayerInfo) *pb.LayerInfo {
-	return &pb.LayerInfo{
+	m := &pb.LayerInfo{
 		Layer: int64(li.Layer), Tensor: li.Tensor, Part: li.Part, ModelType: li.ModelType,
 		Hidden: int64(li.Hidden), Intermediate: int64(li.Intermediate), NumLayers: int64(li.NumLayers),
 	}
+	if li.Expert >= 0 {
+		e := int64(li.Expert)
+		m.Expert = &e
+	}
+	return m
 }
 
 // checkResult compares the descriptor a plugin says it wrote with the one requested.

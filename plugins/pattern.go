@@ -36,6 +36,10 @@ func (p *Pattern) Name() string { return "plugin:" + p.c.info.Name }
 // Info returns what the plugin reported.
 func (p *Pattern) Info() Info { return p.c.info }
 
+// String identifies the plugin for a run's checkpoint: name, kind, the executable's SHA-256
+// and the arguments.
+func (p *Pattern) String() string { return p.c.key() }
+
 // Close ends the plugin process and removes its scratch files.
 func (p *Pattern) Close() error { return p.c.Close() }
 

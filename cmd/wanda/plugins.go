@@ -23,11 +23,13 @@ import (
 func init() {
 	register(&cli.Command{
 		Name:  "plugins",
-		Usage: "out-of-process metric and pattern plugins (wanda-plugin-NAME executables)",
+		Usage: "out-of-process metric, pattern, allocation and refine plugins (wanda-plugin-NAME executables)",
 		Description: `A plugin is an executable named wanda-plugin-NAME in a --plugin-dir or in a directory of
 $WANDA_PLUGIN_DIR (a path list). wanda starts it and talks gRPC to it (plugin protocol
-version ` + fmt.Sprint(plugins.ProtocolVersion) + `); use it with 'wanda prune --method plugin:NAME' (a metric) or
-'--pattern plugin:NAME' (a pattern), or give a path instead of NAME.`,
+versions ` + fmt.Sprint(plugins.MinProtocolVersion) + ` to ` + fmt.Sprint(plugins.ProtocolVersion) + `; allocation and refine plugins need ` + fmt.Sprint(plugins.ProtocolVersion) + `). Use it with
+'wanda prune --method plugin:NAME' (a metric), '--pattern plugin:NAME' (a pattern),
+'--allocation plugin:NAME' (layer-wise sparsities) or '--refine plugin:NAME' (mask
+refinement), or give a path instead of NAME.`,
 		Subcommands: []*cli.Command{{
 			Name:      "list",
 			Usage:     "list the plugins found, with what each reports (name, kind, protocol version, description)",
@@ -50,17 +52,24 @@ When the same NAME is in several directories, the first one is used; the others 
 func pluginFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "plugin-dir", Usage: "directory holding wanda-plugin-NAME executables (repeatable; searched before $WANDA_PLUGIN_DIR)"},
-		&cli.StringSliceFlag{Name: "plugin-arg", Usage: "key=value passed to the plugin (repeatable)"},
+		&cli.StringSliceFlag{Name: "plugin-arg", Usage: "key=value passed to the metric and pattern plugins (repeatable)"},
+		&cli.StringSliceFlag{Name: "allocation-arg", Usage: "key=value passed to the --allocation plugin (repeatable)"},
+		&cli.StringSliceFlag{Name: "refine-arg", Usage: "key=value passed to the --refine plugin (repeatable)"},
 		&cli.DurationFlag{Name: "plugin-timeout", Value: plugins.DefaultTimeout, Usage: "longest a plugin may take to start or to answer one call; then it is killed"},
 	}
 }
 
 // pluginHostOptions builds the host options from pluginFlags (and --scratch-dir, if the
-// command has it).
+// command has it), with the arguments of --plugin-arg.
 func pluginHostOptions(c *cli.Context) (plugins.HostOptions, error) {
-	args, err := plugins.ParseArgs(c.StringSlice("plugin-arg"))
+	return pluginHostOptionsArgs(c, "plugin-arg")
+}
+
+// pluginHostOptionsArgs is pluginHostOptions with the arguments of flag argFlag.
+func pluginHostOptionsArgs(c *cli.Context, argFlag string) (plugins.HostOptions, error) {
+	args, err := plugins.ParseArgs(c.StringSlice(argFlag))
 	if err != nil {
-		return plugins.HostOptions{}, fmt.Errorf("%w: --plugin-arg: %v", errUsage, err)
+		return plugins.HostOptions{}, fmt.Errorf("%w: --%s: %v", errUsage, argFlag, err)
 	}
 	return plugins.HostOptions{
 		Args:       args,
@@ -97,7 +106,50 @@ func loadPatternPlugin(c *cli.Context, spec string) (p pipeline.Pattern, close f
 	return p, func() { closer.Close() }, nil
 }
 
+// loadAllocationPlugin resolves spec ("plugin:NAME" or a path) and starts the allocation
+// plugin (--allocation) with the --allocation-arg pairs; close ends its process.
+func loadAllocationPlugin(c *cli.Context, spec string) (a pipeline.Allocator, close func(), err error) {
+	path, opts, err := pluginSetupArgs(c, spec, "allocation-arg")
+	if err != nil {
+		return nil, nil, err
+	}
+	a, closer, err := plugins.OpenAllocator(c.Context, path, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, func() { closer.Close() }, nil
+}
+
+// loadRefinePlugin resolves spec and starts the refine plugin (--refine) with the
+// --refine-arg pairs; close ends its process.
+func loadRefinePlugin(c *cli.Context, spec string) (r pipeline.Refiner, close func(), err error) {
+	path, opts, err := pluginSetupArgs(c, spec, "refine-arg")
+	if err != nil {
+		return nil, nil, err
+	}
+	r, closer, err := plugins.OpenRefiner(c.Context, path, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, func() { closer.Close() }, nil
+}
+
+// checkStageArgs refuses --allocation-arg and --refine-arg without the plugin they are for
+// (isPlugin tells a plugin spec from a built-in name).
+func checkStageArgs(c *cli.Context, isPlugin func(string) bool) error {
+	for _, f := range []struct{ arg, stage string }{{"allocation-arg", "allocation"}, {"refine-arg", "refine"}} {
+		if len(c.StringSlice(f.arg)) > 0 && !isPlugin(c.String(f.stage)) {
+			return fmt.Errorf("%w: --%s goes to a --%s plugin (plugin:NAME), and --%s is %q", errUsage, f.arg, f.stage, f.stage, c.String(f.stage))
+		}
+	}
+	return nil
+}
+
 func pluginSetup(c *cli.Context, spec string) (string, plugins.HostOptions, error) {
+	return pluginSetupArgs(c, spec, "plugin-arg")
+}
+
+func pluginSetupArgs(c *cli.Context, spec, argFlag string) (string, plugins.HostOptions, error) {
 	dirs := c.StringSlice("plugin-dir")
 	if err := checkDirs(dirs); err != nil {
 		return "", plugins.HostOptions{}, err
@@ -106,7 +158,7 @@ func pluginSetup(c *cli.Context, spec string) (string, plugins.HostOptions, erro
 	if err != nil {
 		return "", plugins.HostOptions{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	opts, err := pluginHostOptions(c)
+	opts, err := pluginHostOptionsArgs(c, argFlag)
 	return path, opts, err
 }
 
@@ -137,6 +189,7 @@ type pluginEntry struct {
 	ReportedName    string            `json:"reported_name,omitempty"` // the name the plugin gives itself
 	Description     string            `json:"description,omitempty"`
 	NeedsStats      bool              `json:"needs_stats,omitempty"`
+	RefineStats     string            `json:"refine_stats,omitempty"` // a refine plugin's statistics, e.g. "sumsq+sum+var"
 	Args            []plugins.ArgSpec `json:"args,omitempty"`
 	Shadowed        bool              `json:"shadowed,omitempty"` // an earlier directory has the same NAME
 	Error           string            `json:"error,omitempty"`    // why the handshake failed
@@ -182,7 +235,7 @@ func runPluginsList(c *cli.Context) error {
 				return
 			}
 			e.Kind, e.ProtocolVersion, e.Description = info.Kind, info.ProtocolVersion, info.Description
-			e.NeedsStats, e.Args = info.NeedsStats, info.Args
+			e.NeedsStats, e.RefineStats, e.Args = info.NeedsStats, info.RefineStats, info.Args
 			if info.Name != e.Name {
 				e.ReportedName = info.Name
 			}
@@ -217,6 +270,9 @@ func runPluginsList(c *cli.Context) error {
 		}
 		if e.ReportedName != "" {
 			desc += fmt.Sprintf(" (calls itself %q)", e.ReportedName)
+		}
+		if e.RefineStats != "" {
+			desc += " [reads: " + e.RefineStats + "]"
 		}
 		if len(e.Args) > 0 {
 			var names []string

@@ -53,7 +53,7 @@ func TestPluginsList(t *testing.T) {
 		byPath[e.Path] = e
 		names = append(names, e.Name)
 	}
-	if got, want := strings.Join(names, " "), "faulty faulty-kind faulty-version notaplugin ria schedule wanda ria"; got != want {
+	if got, want := strings.Join(names, " "), "dsnot faulty faulty-kind faulty-version notaplugin owl ria schedule wanda ria"; got != want {
 		t.Errorf("names %q, want %q", got, want)
 	}
 	check := func(path string, f func(e pluginEntry) bool) {
@@ -63,15 +63,21 @@ func TestPluginsList(t *testing.T) {
 		}
 	}
 	check(paths["ria"], func(e pluginEntry) bool {
-		return e.Kind == "metric" && e.ProtocolVersion == 1 && e.Error == "" && !e.Shadowed &&
+		return e.Kind == "metric" && e.ProtocolVersion == 2 && e.Error == "" && !e.Shadowed &&
 			strings.HasPrefix(e.Description, "RIA") && e.NeedsStats && len(e.Args) == 1 && e.Args[0].Name == "a"
 	})
-	check(paths["schedule"], func(e pluginEntry) bool { return e.Kind == "pattern" && e.ProtocolVersion == 1 })
+	check(paths["schedule"], func(e pluginEntry) bool { return e.Kind == "pattern" && e.ProtocolVersion == 2 })
+	check(paths["owl"], func(e pluginEntry) bool {
+		return e.Kind == "allocation" && e.ProtocolVersion == 2 && e.RefineStats == "" && len(e.Args) == 2
+	})
+	check(paths["dsnot"], func(e pluginEntry) bool {
+		return e.Kind == "refine" && e.ProtocolVersion == 2 && e.RefineStats == "sumsq+sum+var" && len(e.Args) == 7
+	})
 	check(paths["wanda"], func(e pluginEntry) bool { return e.Kind == "metric" && e.Description != "" })
 	check(paths["faulty"], func(e pluginEntry) bool { return e.ReportedName == "faulty-ok" })
 	check(filepath.Join(env, "wanda-plugin-ria"), func(e pluginEntry) bool { return e.Shadowed && e.Kind == "metric" })
 	check(filepath.Join(dir, "wanda-plugin-faulty-version"), func(e pluginEntry) bool {
-		return e.Kind == "" && strings.Contains(e.Error, "protocol version mismatch") && strings.Contains(e.Error, "Plugin version: 2")
+		return e.Kind == "" && strings.Contains(e.Error, "protocol version mismatch") && strings.Contains(e.Error, "Plugin version: 3")
 	})
 	check(filepath.Join(dir, "wanda-plugin-faulty-kind"), func(e pluginEntry) bool { return strings.Contains(e.Error, "unknown kind 7") })
 	check(filepath.Join(dir, "wanda-plugin-notaplugin"), func(e pluginEntry) bool {
@@ -83,10 +89,11 @@ func TestPluginsList(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 9 || !strings.HasPrefix(lines[0], "NAME") {
+	if len(lines) != 11 || !strings.HasPrefix(lines[0], "NAME") {
 		t.Fatalf("table:\n%s", out)
 	}
-	for _, want := range []string{"ria ", " metric ", " pattern ", "FAILED: plugin protocol version mismatch", "(shadowed by an earlier directory)", "[args: a]"} {
+	for _, want := range []string{"ria ", " metric ", " pattern ", " allocation ", " refine ", "[reads: sumsq+sum+var]",
+		"FAILED: plugin protocol version mismatch", "(shadowed by an earlier directory)", "[args: a]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -20,6 +20,8 @@ var Packages = map[string]string{
 	"wanda":    "github.com/wanda-go/wanda/plugins/examples/wanda",
 	"ria":      "github.com/wanda-go/wanda/plugins/examples/ria",
 	"schedule": "github.com/wanda-go/wanda/plugins/examples/schedule",
+	"owl":      "github.com/wanda-go/wanda/plugins/examples/owl",
+	"dsnot":    "github.com/wanda-go/wanda/plugins/examples/dsnot",
 	"faulty":   "github.com/wanda-go/wanda/plugins/internal/faulty",
 }
 

@@ -15,6 +15,7 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wanda-go/wanda/plugins/internal/shm"
 	"github.com/wanda-go/wanda/plugins/internal/testhook"
@@ -60,11 +61,15 @@ type LayerInfo struct {
 	Layer  int    // decoder layer index, 0-based
 	Tensor string // Hugging Face tensor name, e.g. "model.layers.3.mlp.up_proj.weight"
 	Part   string // "q_proj", ..., "down_proj"
+	// Expert is the mixture-of-experts expert the tensor belongs to, -1 if none (and always
+	// -1 from hosts before protocol version 2).
+	Expert int
 	// ModelType, Hidden, Intermediate and NumLayers describe the model.
 	ModelType            string
 	Hidden, Intermediate int
 	NumLayers            int
-	// Samples and Tokens count the calibration sequences and token rows behind S (metrics).
+	// Samples and Tokens count the calibration sequences and token rows behind the
+	// statistics (metrics, refinements).
 	Samples, Tokens int
 	// Args are the host's --plugin-arg key=value pairs.
 	Args map[string]string
@@ -132,55 +137,75 @@ type MetricFunc func(w, s Tensor, info LayerInfo) (Tensor, error)
 // PatternFunc selects the weights to prune from scores [out, in].
 type PatternFunc func(scores Tensor, t Target, info LayerInfo) (Mask, error)
 
-// ServeMetric serves f as a metric plugin until the host disconnects, then exits.
+// ServeMetric serves f as a metric plugin until the host disconnects, then exits. It speaks
+// protocol versions 1 and 2, so hosts from before version 2 can use it too.
 func ServeMetric(info MetricInfo, f MetricFunc) {
 	if f == nil {
 		panic("sdk: nil MetricFunc")
 	}
 	resp := infoResponse(info.Name, info.Description, pb.Kind_KIND_METRIC, info.Args)
 	resp.NeedsStats = !info.IgnoresStats
-	serve(&wire.Stage{
-		Info:   &infoServer{resp: resp, check: info.CheckArgs},
-		Metric: &metricServer{f: f},
-	})
+	serve(resp, infoServer{check: info.CheckArgs}, func(s *wire.Stage) { s.Metric = &metricServer{f: f} })
 }
 
-// ServePattern serves f as a pattern plugin until the host disconnects, then exits.
+// ServePattern serves f as a pattern plugin until the host disconnects, then exits. It speaks
+// protocol versions 1 and 2.
 func ServePattern(info PatternInfo, f PatternFunc) {
 	if f == nil {
 		panic("sdk: nil PatternFunc")
 	}
 	resp := infoResponse(info.Name, info.Description, pb.Kind_KIND_PATTERN, info.Args)
-	serve(&wire.Stage{
-		Info:    &infoServer{resp: resp, check: info.CheckArgs},
-		Pattern: &patternServer{f: f},
-	})
+	serve(resp, infoServer{check: info.CheckArgs}, func(s *wire.Stage) { s.Pattern = &patternServer{f: f} })
 }
 
 func infoResponse(name, desc string, kind pb.Kind, args []Arg) *pb.InfoResponse {
 	if name == "" {
 		panic("sdk: plugin without a name")
 	}
-	r := &pb.InfoResponse{Name: name, Kind: kind, ProtocolVersion: wire.ProtocolVersion, Description: desc}
+	r := &pb.InfoResponse{Name: name, Kind: kind, Description: desc}
 	for _, a := range args {
 		r.Args = append(r.Args, &pb.ArgSpec{Name: a.Name, Help: a.Help})
 	}
-	h := testhook.Hooks
-	if h.InfoKind != 0 {
+	if h := testhook.Hooks; h.InfoKind != 0 {
 		r.Kind = pb.Kind(h.InfoKind)
-	}
-	if h.InfoProtocolVersion != 0 {
-		r.ProtocolVersion = h.InfoProtocolVersion
 	}
 	return r
 }
 
-func serve(stage *wire.Stage) {
-	hs := wire.Handshake
-	if v := testhook.Hooks.HandshakeVersion; v != 0 {
-		hs = wire.HandshakeFor(v)
+// serve serves the plugin described by resp: for every protocol version from the first one
+// with its kind to wire.ProtocolVersion, a stage whose Info reports that version (base is
+// copied with its resp set) and whose kind's service services adds. go-plugin picks the
+// highest version the host offers.
+func serve(resp *pb.InfoResponse, base infoServer, services func(*wire.Stage)) {
+	stage := func(v uint) *wire.Stage {
+		r := proto.Clone(resp).(*pb.InfoResponse)
+		r.ProtocolVersion = uint32(v)
+		if iv := testhook.Hooks.InfoProtocolVersion; iv != 0 {
+			r.ProtocolVersion = iv
+		}
+		is := base
+		is.resp = r
+		s := &wire.Stage{Info: &is}
+		services(s)
+		return s
 	}
-	if os.Getenv(hs.MagicCookieKey) != hs.MagicCookieValue {
+	cfg := &plugin.ServeConfig{HandshakeConfig: wire.Handshake, GRPCServer: wire.NewGRPCServer}
+	if v := testhook.Hooks.HandshakeVersion; v != 0 {
+		// One version only, served as SDKs before protocol version 2 did: the handshake's
+		// version with a plain plugin set, whatever the host offers.
+		cfg.HandshakeConfig = wire.HandshakeFor(v)
+		cfg.Plugins = wire.PluginSet(stage(v))
+	} else {
+		cfg.VersionedPlugins = map[int]plugin.PluginSet{}
+		first := wire.KindVersion(resp.Kind)
+		if first == 0 { // an unknown kind (test hook): offer every version
+			first = wire.MinProtocolVersion
+		}
+		for v := first; v <= wire.ProtocolVersion; v++ {
+			cfg.VersionedPlugins[int(v)] = wire.PluginSet(stage(v))
+		}
+	}
+	if os.Getenv(cfg.MagicCookieKey) != cfg.MagicCookieValue {
 		name := filepath.Base(os.Args[0])
 		fmt.Fprintf(os.Stderr, "%s is a wanda plugin (protocol version %d): wanda starts it itself.\n"+
 			"Put it in a --plugin-dir (or $WANDA_PLUGIN_DIR) and see `wanda plugins list`.\n",
@@ -188,11 +213,7 @@ func serve(stage *wire.Stage) {
 		os.Exit(2)
 	}
 	go exitWithParent()
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: hs,
-		Plugins:         wire.PluginSet(stage),
-		GRPCServer:      wire.NewGRPCServer,
-	})
+	plugin.Serve(cfg)
 }
 
 // exitWithParent ends the plugin when the host dies without stopping it (the process is then
@@ -213,6 +234,8 @@ type infoServer struct {
 	pb.UnimplementedPluginServer
 	resp  *pb.InfoResponse
 	check func(map[string]string) error
+	// stats, for a refine plugin, gives the statistics it reads with these arguments.
+	stats func(map[string]string) ([]Stat, error)
 }
 
 func (s *infoServer) Info(_ context.Context, req *pb.InfoRequest) (*pb.InfoResponse, error) {
@@ -221,15 +244,36 @@ func (s *infoServer) Info(_ context.Context, req *pb.InfoRequest) (*pb.InfoRespo
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
-	return s.resp, nil
+	if s.stats == nil {
+		return s.resp, nil
+	}
+	need, err := s.stats(req.Args)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	r := proto.Clone(s.resp).(*pb.InfoResponse)
+	for _, st := range need {
+		k, err := st.msg()
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if !slices.Contains(r.RefineStats, k) {
+			r.RefineStats = append(r.RefineStats, k)
+		}
+	}
+	return r, nil
 }
 
 func layerInfo(l *pb.LayerInfo, args map[string]string) LayerInfo {
 	li := LayerInfo{Args: args}
+	li.Expert = -1
 	if l != nil {
 		li.Layer, li.Tensor, li.Part = int(l.Layer), l.Tensor, l.Part
 		li.ModelType, li.Hidden, li.Intermediate = l.ModelType, int(l.Hidden), int(l.Intermediate)
 		li.NumLayers = int(l.NumLayers)
+		if l.Expert != nil {
+			li.Expert = int(*l.Expert)
+		}
 	}
 	if li.Args == nil {
 		li.Args = map[string]string{}
@@ -368,19 +412,9 @@ func (s *patternServer) Select(_ context.Context, req *pb.SelectRequest) (*pb.Se
 		return nil, badRequest(fmt.Errorf("result: %w", err))
 	}
 	defer out.Close()
-	var t Target
-	if tg := req.Target; tg != nil {
-		t = Target{Sparsity: tg.Sparsity, N: int(tg.N), M: int(tg.M), Variant: tg.Variant}
-		switch tg.Group {
-		case pb.Group_GROUP_ROW, pb.Group_GROUP_UNSPECIFIED:
-			t.Group = "row"
-		case pb.Group_GROUP_MATRIX:
-			t.Group = "matrix"
-		case pb.Group_GROUP_COLUMN:
-			t.Group = "column"
-		default:
-			return nil, badRequest(fmt.Errorf("unknown group %v", tg.Group))
-		}
+	t, err := target(req.Target)
+	if err != nil {
+		return nil, badRequest(err)
 	}
 	scores := Tensor{Shape: []int{rows, cols}, Data: sr.Float32()}
 	info := layerInfo(req.Layer, req.Args)
@@ -403,6 +437,26 @@ func (s *patternServer) Select(_ context.Context, req *pb.SelectRequest) (*pb.Se
 		}
 	}
 	return &pb.SelectResponse{Result: resultDesc(req.Result, m.Shape)}, nil
+}
+
+// target converts the request's target (the zero Target, row group, when absent).
+func target(tg *pb.Target) (Target, error) {
+	t := Target{Group: "row"}
+	if tg == nil {
+		return t, nil
+	}
+	t = Target{Sparsity: tg.Sparsity, N: int(tg.N), M: int(tg.M), Variant: tg.Variant}
+	switch tg.Group {
+	case pb.Group_GROUP_ROW, pb.Group_GROUP_UNSPECIFIED:
+		t.Group = "row"
+	case pb.Group_GROUP_MATRIX:
+		t.Group = "matrix"
+	case pb.Group_GROUP_COLUMN:
+		t.Group = "column"
+	default:
+		return Target{}, fmt.Errorf("unknown group %v", tg.Group)
+	}
+	return t, nil
 }
 
 // Logger returns a logger writing to standard error in the JSON form the host reads (hclog's

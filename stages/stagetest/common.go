@@ -18,6 +18,7 @@ type config struct {
 	lowerIndexTies bool
 	strictErrors   bool
 	seed           uint64
+	meanTol        float64
 }
 
 // LowerIndexTies also checks the built-ins' tie rule: among equal scores the lower index

@@ -14,12 +14,45 @@
 //	nowrite     metric that replies without writing its result
 //	error       metric returning an error (the process stays up)
 //	panic       metric that panics (the SDK turns it into an error)
-//	version     announces protocol version 2 in the handshake
-//	infoversion handshake version 1, but Info reports protocol version 2
+//	version     announces protocol version 3 (not yet defined) in the handshake
+//	infoversion handshake as usual, but Info reports protocol version 3
 //	kind        Info reports an unknown kind
+//	v1          metric |W| served the way SDKs before protocol version 2 served it: the
+//	            handshake announces version 1 whatever the host offers, Info reports 1
 //	mask-nowrite pattern that replies without writing its mask
 //	mask-shape  pattern returning a mask with one row too few
 //	mask-ok     pattern pruning column 0 of every row
+//	mask-v1     mask-ok served as a protocol-version-1 plugin (see v1)
+//
+// Allocation plugins (alloc-*): Observe returns [layer, Σ|W| of the layer's weights, number
+// of linears] and Allocate gives every layer the target sparsity, except
+//
+//	alloc-ok       (nothing else)
+//	alloc-v1       served as a protocol-version-1 plugin, which cannot have this kind
+//	alloc-crash    exits with status 3 in Observe
+//	alloc-hang     Observe never returns
+//	alloc-nan      the summary's second value is NaN
+//	alloc-long     the summary has 1025 values
+//	alloc-error    Observe returns an error
+//	alloc-count    Allocate returns one sparsity too few
+//	alloc-range    Allocate gives layer 0 sparsity 1
+//	alloc-nansp    Allocate gives layer 0 sparsity NaN
+//	alloc-acrash   exits with status 3 in Allocate
+//
+// Refine plugins (refine-*) read sum and var; each row exchanges its first pruned and its
+// first kept weight (a valid refinement), except
+//
+//	refine-ok       (nothing else)
+//	refine-crash    exits with status 3 in Refine
+//	refine-hang     Refine never returns
+//	refine-count    also prunes the first kept weight of row 0 (one more pruned)
+//	refine-group    for N:M targets, also moves row 0's first pruned weight into the next
+//	                group (the row's count kept, two groups' counts changed)
+//	refine-shape    returns a mask with one row too few
+//	refine-nowrite  replies without writing its mask
+//	refine-error    Refine returns an error
+//	refine-applies  Applies panics
+//	refine-skipmlp  applies only to tensors without ".mlp." in their name
 //
 // Tensors are row-major float32 [out, in].
 package main
@@ -63,15 +96,25 @@ func main() {
 	h := &testhook.Hooks
 	switch m {
 	case "version":
-		h.HandshakeVersion = 2
+		h.HandshakeVersion = 3
 	case "infoversion":
-		h.InfoProtocolVersion = 2
+		h.InfoProtocolVersion = 3
 	case "kind":
 		h.InfoKind = 7
-	case "nowrite", "mask-nowrite":
+	case "v1", "mask-v1", "alloc-v1":
+		h.HandshakeVersion = 1
+	case "nowrite", "mask-nowrite", "refine-nowrite":
 		h.SkipWrite = true
 	case "hang-start":
 		time.Sleep(10 * time.Minute)
+	}
+	switch {
+	case strings.HasPrefix(m, "alloc-"):
+		serveAllocation(m)
+		return
+	case strings.HasPrefix(m, "refine-"):
+		serveRefine(m)
+		return
 	}
 	info := sdk.MetricInfo{Name: "faulty-" + m, Description: "test plugin that misbehaves: " + m, IgnoresStats: true}
 	if strings.HasPrefix(m, "mask-") {
@@ -123,10 +166,121 @@ func main() {
 			panic("deliberate panic")
 		case "copy":
 			return w, nil
+		case "v1":
 		case "ok":
 			sdk.Logger().Info("scored", "layer", li.Layer, "tensor", li.Tensor)
 			fmt.Fprintln(os.Stderr, "[WARN] plain stderr line from layer", li.Layer)
 		}
 		return abs(w), nil
+	})
+}
+
+func serveAllocation(m string) {
+	sdk.ServeAllocation(sdk.AllocationInfo{Name: "faulty-" + m, Description: "test allocation plugin: " + m},
+		func(layer int, lins []sdk.Linear, _ map[string]string) ([]float64, error) {
+			switch m {
+			case "alloc-crash":
+				os.Exit(3)
+			case "alloc-hang":
+				select {}
+			case "alloc-error":
+				return nil, errors.New("deliberate failure")
+			case "alloc-long":
+				return make([]float64, 1025), nil
+			}
+			var sum float64
+			for _, l := range lins {
+				w := l.W.F32()
+				for _, v := range w.Data {
+					sum += math.Abs(float64(v))
+				}
+			}
+			if m == "alloc-nan" {
+				sum = math.NaN()
+			}
+			return []float64{float64(layer), sum, float64(len(lins))}, nil
+		},
+		func(sums [][]float64, t sdk.Target, _ map[string]string) ([]float64, error) {
+			sp := make([]float64, len(sums))
+			for i := range sp {
+				sp[i] = t.Sparsity
+			}
+			switch m {
+			case "alloc-acrash":
+				os.Exit(3)
+			case "alloc-count":
+				sp = sp[1:]
+			case "alloc-range":
+				sp[0] = 1
+			case "alloc-nansp":
+				sp[0] = math.NaN()
+			}
+			return sp, nil
+		})
+}
+
+func serveRefine(m string) {
+	sdk.ServeRefine(sdk.RefineInfo{
+		Name: "faulty-" + m, Description: "test refine plugin: " + m,
+		Needs: []sdk.Stat{sdk.StatSum, sdk.StatVar},
+		Applies: func(li sdk.LayerInfo) bool {
+			switch m {
+			case "refine-applies":
+				panic("deliberate panic in Applies")
+			case "refine-skipmlp":
+				return !strings.Contains(li.Tensor, ".mlp.")
+			}
+			return true
+		},
+	}, func(w sdk.Tensor, mask sdk.Mask, st sdk.Stats, t sdk.Target, _ sdk.LayerInfo) (sdk.Mask, error) {
+		rows, cols := w.Shape[0], w.Shape[1]
+		if len(st.Sum) != cols || len(st.Var) != cols {
+			return sdk.Mask{}, fmt.Errorf("statistics: %d sums, %d variances for %d columns", len(st.Sum), len(st.Var), cols)
+		}
+		switch m {
+		case "refine-crash":
+			os.Exit(3)
+		case "refine-hang":
+			select {}
+		case "refine-error":
+			return sdk.Mask{}, errors.New("deliberate failure")
+		case "refine-shape":
+			return sdk.NewMask(rows-1, cols), nil
+		}
+		for i := range rows {
+			row := mask.Pruned[i*cols : (i+1)*cols]
+			p, k := -1, -1
+			for j, x := range row {
+				if x && p < 0 {
+					p = j
+				}
+				if !x && k < 0 {
+					k = j
+				}
+			}
+			if m == "refine-group" && i == 0 && t.M > 0 && p >= 0 {
+				g := (p/t.M + 1) * t.M % cols
+				for j := g; j < g+t.M; j++ {
+					if !row[j] {
+						row[p], row[j] = false, true
+						break
+					}
+				}
+				continue
+			}
+			if p >= 0 && k >= 0 && t.M == 0 {
+				row[p], row[k] = false, true
+			}
+			if m == "refine-count" && i == 0 && k >= 0 {
+				row[k] = true
+				for j, x := range row {
+					if !x {
+						row[j] = true
+						break
+					}
+				}
+			}
+		}
+		return mask, nil
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 
 	mmap "github.com/edsrzf/mmap-go"
@@ -118,6 +119,20 @@ func (p *Pool) Put(s *File) {
 	p.mu.Lock()
 	p.free = append(p.free, s)
 	p.mu.Unlock()
+}
+
+// Trim removes the files not in use (their space is returned at once; later Gets create new
+// ones).
+func (p *Pool) Trim() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, s := range p.free {
+		errs = append(errs, s.Close())
+		p.all = slices.DeleteFunc(p.all, func(x *File) bool { return x == s })
+	}
+	p.free = nil
+	return errors.Join(errs...)
 }
 
 // Close removes every file of the pool; files still out must not be used afterwards.

@@ -35,6 +35,8 @@ func ElemSize(dt pb.DType) int {
 		return 4
 	case pb.DType_DTYPE_U8:
 		return 1
+	case pb.DType_DTYPE_BF16, pb.DType_DTYPE_F16:
+		return 2
 	}
 	return 0
 }
@@ -88,6 +90,9 @@ func Open(d *pb.TensorDesc, dt pb.DType, writable bool) (*Region, error) {
 		return nil, fmt.Errorf("%w: %s: dtype %v, want %v", ErrDesc, d.Path, d.Dtype, dt)
 	}
 	es := ElemSize(dt)
+	if es == 0 {
+		return nil, fmt.Errorf("%w: %s: unknown dtype %v", ErrDesc, d.Path, dt)
+	}
 	n, err := NumElems(d.Shape)
 	if err != nil {
 		return nil, err

@@ -112,3 +112,39 @@ func TestOpenRejectsBadDescriptors(t *testing.T) {
 	}
 	r.Close()
 }
+
+func TestPoolTrim(t *testing.T) {
+	p := NewPool(t.TempDir())
+	a, err := p.Get(3 * Align)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Get(Align)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Put(a)
+	if err := p.Trim(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a free file survived Trim: %v", err)
+	}
+	if _, err := os.Stat(b.Path()); err != nil {
+		t.Errorf("a file in use was removed: %v", err)
+	}
+	c, err := p.Get(Align)
+	if err != nil || c == a {
+		t.Fatalf("Get after Trim: %v (reused the removed file: %v)", err, c == a)
+	}
+	p.Put(b)
+	p.Put(c)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*File{b, c} {
+		if _, err := os.Stat(f.Path()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind", f.Path())
+		}
+	}
+}
