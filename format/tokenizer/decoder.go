@@ -168,7 +168,7 @@ func parseDecoder(raw json.RawMessage, where string) (decoder, error) {
 	}
 	var t typed
 	if err := json.Unmarshal(raw, &t); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	switch t.Type {
 	case "Sequence":
@@ -176,7 +176,7 @@ func parseDecoder(raw json.RawMessage, where string) (decoder, error) {
 			Decoders []json.RawMessage `json:"decoders"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
 		var q seqDecoder
 		for i, r := range v.Decoders {
@@ -206,7 +206,7 @@ func parseDecoder(raw json.RawMessage, where string) (decoder, error) {
 			Stop    int     `json:"stop"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
 		if v.Content == nil || utf8.RuneCountInString(*v.Content) != 1 || v.Start < 0 || v.Stop < 0 {
 			return nil, fmt.Errorf("%s: Strip needs a one-char \"content\" and non-negative start/stop: %w", where, ErrMalformed)

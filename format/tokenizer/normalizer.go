@@ -72,7 +72,7 @@ func parseNormalizer(raw json.RawMessage, where string) (normalizer, error) {
 	}
 	var t typed
 	if err := json.Unmarshal(raw, &t); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	switch t.Type {
 	case "Sequence":
@@ -80,7 +80,7 @@ func parseNormalizer(raw json.RawMessage, where string) (normalizer, error) {
 			Normalizers []json.RawMessage `json:"normalizers"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
 		var q seqNormalizer
 		for i, r := range v.Normalizers {
@@ -121,7 +121,7 @@ func parseNormalizer(raw json.RawMessage, where string) (normalizer, error) {
 			Right bool `json:"strip_right"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
 		return stripNormalizer{v.Left, v.Right}, nil
 	case "":
@@ -139,7 +139,7 @@ func parseReplace(raw json.RawMessage, where string) (string, string, error) {
 		Content *string       `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", "", fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return "", "", fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	if v.Content == nil {
 		return "", "", fmt.Errorf("%s: Replace needs a string \"content\": %w", where, ErrMalformed)

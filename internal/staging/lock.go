@@ -89,7 +89,7 @@ func LockDir(dir string) (release func(), err error) {
 		return nil, fmt.Errorf("staging: lock directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("staging: lock directory %s: %w", dir, ErrNotDir)
+		return nil, fmt.Errorf("lock directory %s: %w", dir, ErrNotDir)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {

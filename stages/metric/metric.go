@@ -12,7 +12,7 @@ import (
 )
 
 // ErrUnknown is returned by Builtin for a name that is not a built-in metric.
-var ErrUnknown = errors.New("unknown metric")
+var ErrUnknown = errors.New("metric: unknown metric")
 
 // Builtin returns the built-in metric called name: "magnitude" or "wanda".
 func Builtin(name string) (pipeline.Metric, error) {
