@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/tensor"
 )
 
 // ErrUnknown is returned by Builtin for a name that is not a built-in metric.
@@ -43,7 +42,7 @@ func (mg Magnitude) Score(ctx context.Context, w pipeline.Matrix, _ *pipeline.St
 		return pipeline.Matrix{}, err
 	}
 	out := pipeline.NewMatrix(w.Rows, w.Cols)
-	parallelRows(w.Rows, func(lo, hi int) {
+	tensor.ParallelFor(w.Rows, rowGrain, func(lo, hi int) {
 		src, dst := w.Data[lo*w.Cols:hi*w.Cols], out.Data[lo*w.Cols:hi*w.Cols]
 		for k, v := range src {
 			dst[k] = abs32(v)
@@ -82,7 +81,7 @@ func (wd Wanda) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats
 		return pipeline.Matrix{}, err
 	}
 	out := pipeline.NewMatrix(w.Rows, w.Cols)
-	parallelRows(w.Rows, func(lo, hi int) {
+	tensor.ParallelFor(w.Rows, rowGrain, func(lo, hi int) {
 		wandaRows(out.Data[lo*w.Cols:hi*w.Cols], w.Data[lo*w.Cols:hi*w.Cols], norm)
 	})
 	return out, nil
@@ -196,20 +195,9 @@ func checkRows(name string, w pipeline.Matrix, row0 int, info pipeline.LayerInfo
 	return nil
 }
 
-// parallelRows runs fn over [0, rows) split among up to GOMAXPROCS goroutines.
-func parallelRows(rows int, fn func(lo, hi int)) {
-	n := max(1, min(runtime.GOMAXPROCS(0), rows/64))
-	if n == 1 {
-		fn(0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	for g := range n {
-		lo, hi := g*rows/n, (g+1)*rows/n
-		wg.Go(func() { fn(lo, hi) })
-	}
-	wg.Wait()
-}
+// rowGrain is the smallest number of rows (or columns) worth handing to another goroutine
+// (tensor.ParallelFor, which honours tensor.SetThreads).
+const rowGrain = 64
 
 func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 
