@@ -1,7 +1,6 @@
 package staging
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -101,6 +100,3 @@ func LockDir(dir string) (release func(), err error) {
 	}
 	return l.release, nil
 }
-
-// isBusy reports whether err is a lock held by someone else.
-func isBusy(err error) bool { return errors.Is(err, ErrBusy) }

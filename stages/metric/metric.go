@@ -11,9 +11,14 @@ import (
 )
 
 // ErrUnknown is returned by Builtin for a name that is not a built-in metric.
+//
+// Deprecated: with Builtin.
 var ErrUnknown = errors.New("metric: unknown metric")
 
 // Builtin returns the built-in metric called name: "magnitude" or "wanda".
+//
+// Deprecated: the registry knows every built-in metric (RIA too) with its parameters: use
+// pipeline.BuiltinMetric, or the types (Magnitude{}, Wanda{}) directly.
 func Builtin(name string) (pipeline.Metric, error) {
 	switch name {
 	case "magnitude":

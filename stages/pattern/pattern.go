@@ -2,27 +2,12 @@ package pattern
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
 
 	"github.com/wanda-go/wanda/pipeline"
 )
-
-// ErrUnknown is returned by Builtin for a name that is not a built-in pattern.
-var ErrUnknown = errors.New("unknown pattern")
-
-// Builtin returns the built-in pattern called name: "unstructured" or "nm".
-func Builtin(name string) (pipeline.Pattern, error) {
-	switch name {
-	case "unstructured":
-		return Unstructured{}, nil
-	case "nm", "n:m":
-		return NM{}, nil
-	}
-	return nil, fmt.Errorf("pattern %q: %w (want unstructured or nm)", name, ErrUnknown)
-}
 
 // ForTarget returns the built-in pattern for t: NM when t is structured, else Unstructured.
 func ForTarget(t pipeline.Target) pipeline.Pattern {
