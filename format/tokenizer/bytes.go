@@ -28,7 +28,6 @@ func init() {
 	}
 }
 
-
 // lossyUTF8 converts bytes to a string the way Rust's String::from_utf8_lossy
 // does: each maximal prefix of an invalid sequence becomes one U+FFFD.
 func lossyUTF8(b []byte) string {
