@@ -178,17 +178,11 @@ func parseDecoder(raw json.RawMessage, where string) (decoder, error) {
 		if err := json.Unmarshal(raw, &v); err != nil {
 			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
-		var q seqDecoder
-		for i, r := range v.Decoders {
-			d, err := parseDecoder(r, fmt.Sprintf("%s.decoders[%d]", where, i))
-			if err != nil {
-				return nil, err
-			}
-			if d != nil {
-				q = append(q, d)
-			}
+		q, err := parseSequence(v.Decoders, where+".decoders", parseDecoder)
+		if err != nil {
+			return nil, err
 		}
-		return q, nil
+		return seqDecoder(q), nil
 	case "Replace":
 		from, to, err := parseReplace(raw, where)
 		if err != nil {

@@ -71,12 +71,8 @@ func (wd Wanda) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats
 	if err := checkW(name, w, info); err != nil {
 		return pipeline.Matrix{}, err
 	}
-	if st == nil {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
-	}
-	if len(st.SumSq) != w.Cols {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
-			name, info, len(st.SumSq), w.Cols, pipeline.ErrShape)
+	if err := checkSumSq(name, st, w.Cols, info); err != nil {
+		return pipeline.Matrix{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return pipeline.Matrix{}, err
@@ -122,12 +118,8 @@ func wandaRows(dst, w, norm []float32) {
 // S_ij depends only on W_ij and SumSq_j.
 func (wd Wanda) RowScorer(st *pipeline.Stats, cols int, info pipeline.LayerInfo) (pipeline.RowScorer, error) {
 	name := wd.Name()
-	if st == nil {
-		return nil, fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
-	}
-	if len(st.SumSq) != cols {
-		return nil, fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
-			name, info, len(st.SumSq), cols, pipeline.ErrShape)
+	if err := checkSumSq(name, st, cols, info); err != nil {
+		return nil, err
 	}
 	norm, err := wandaNorm(name, st.SumSq, info)
 	if err != nil {
@@ -173,6 +165,18 @@ var (
 	_ pipeline.RowMetric = Wanda{}
 	_ pipeline.RowMetric = Magnitude{}
 )
+
+// checkSumSq checks that st holds one input statistic (SumSq) per input column.
+func checkSumSq(name string, st *pipeline.Stats, cols int, info pipeline.LayerInfo) error {
+	if st == nil {
+		return fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
+	}
+	if len(st.SumSq) != cols {
+		return fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
+			name, info, len(st.SumSq), cols, pipeline.ErrShape)
+	}
+	return nil
+}
 
 func checkW(name string, w pipeline.Matrix, info pipeline.LayerInfo) error {
 	return checkRows(name, w, 0, info)

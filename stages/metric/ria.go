@@ -52,12 +52,8 @@ func (ra RIA) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats, 
 	if err := checkW(name, w, info); err != nil {
 		return pipeline.Matrix{}, err
 	}
-	if st == nil {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
-	}
-	if len(st.SumSq) != w.Cols {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
-			name, info, len(st.SumSq), w.Cols, pipeline.ErrShape)
+	if err := checkSumSq(name, st, w.Cols, info); err != nil {
+		return pipeline.Matrix{}, err
 	}
 	act := make([]float64, w.Cols)
 	for j, s := range st.SumSq {
