@@ -1,11 +1,6 @@
 package model
 
-import (
-	"sync"
-	"sync/atomic"
-
-	"github.com/wanda-go/wanda/tensor"
-)
+import "github.com/wanda-go/wanda/tensor"
 
 // Scratch holds the activation buffers of a forward pass so that repeated calls do
 // not allocate. The zero value is ready to use; a Scratch must not be used by two
@@ -32,43 +27,30 @@ func attnTileRows(T int) int {
 
 // attention computes causal grouped-query attention for every sequence and head from
 // qkv ([rows, q|k|v], RoPE applied) into out ([rows, qn]). Work items are (sequence,
-// head, query tile), taken from a shared counter by workers() goroutines, longest
-// tiles first.
+// head, query tile), longest tiles first, handed out in ranges by tensor.ParallelFor;
+// each range borrows one of Threads() score buffers from s.
 func (b *Block) attention(out, qkv []float32, nseq, T int, s *Scratch) {
 	tq := attnTileRows(T)
 	ntiles := (T + tq - 1) / tq
 	items := nseq * b.heads * ntiles
-	nw := min(workers(), items)
+	nw := max(1, min(tensor.Threads(), items)) // ParallelFor runs at most Threads() ranges at once
 	for len(s.tiles) < nw {
 		s.tiles = append(s.tiles, nil)
 	}
 	tileLen := min(tq, T)*T + tq // scores, then one 1/sum per row
-	var next atomic.Int64
-	work := func(buf []float32) {
-		for {
-			it := int(next.Add(1) - 1)
-			if it >= items {
-				return
-			}
+	free := make(chan []float32, nw)
+	for w := range nw {
+		free <- grow(&s.tiles[w], tileLen)
+	}
+	tensor.ParallelFor(items, 1, func(lo, hi int) {
+		buf := <-free
+		defer func() { free <- buf }()
+		for it := lo; it < hi; it++ {
 			tile := ntiles - 1 - it/(nseq*b.heads)
 			rest := it % (nseq * b.heads)
 			b.attnTile(out, qkv, rest/b.heads, rest%b.heads, tile*tq, min(tile*tq+tq, T), T, buf)
 		}
-	}
-	if nw <= 1 {
-		work(grow(&s.tiles[0], tileLen))
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range nw {
-		buf := grow(&s.tiles[w], tileLen)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work(buf)
-		}()
-	}
-	wg.Wait()
+	})
 }
 
 // attnTile computes the attention output of query rows [i0, i1) of sequence seq for

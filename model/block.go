@@ -217,7 +217,7 @@ func (b *Block) forward(h []float32, nseq, seqlen int, tap pipeline.Tap, statsOn
 	}
 	qkv := grow(&s.qkv, rows*qkvn)
 	tensor.MatMulTMat(qkv, qkvn, x, rows, H, b.attn...)
-	parallelFor(rows, 64, func(lo, hi int) {
+	tensor.ParallelFor(rows, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := qkv[r*qkvn : (r+1)*qkvn]
 			if b.bqkv != nil {
@@ -291,7 +291,7 @@ func (b *Block) mlpForward(d *mlpWeights, x []float32, rows int, tap pipeline.Ta
 // activate turns gu [rows, 2I] (gate | up per row) into act(gate)·up, compacted in place
 // to [rows, I], and returns it.
 func (b *Block) activate(gu []float32, rows, I int) []float32 {
-	parallelFor(rows, 16, func(lo, hi int) {
+	tensor.ParallelFor(rows, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			row := gu[r*2*I : (r+1)*2*I]
 			b.act(row[:I], row[:I], row[I:])
@@ -306,7 +306,7 @@ func (b *Block) activate(gu []float32, rows, I int) []float32 {
 
 // rmsNorm is tensor.RMSNorm split over rows on several goroutines (dst may alias x).
 func rmsNorm(dst, x, w []float32, rows, dim int, eps float32) {
-	parallelFor(rows, 256, func(lo, hi int) {
+	tensor.ParallelFor(rows, 256, func(lo, hi int) {
 		tensor.RMSNorm(dst[lo*dim:hi*dim], x[lo*dim:hi*dim], w, hi-lo, dim, eps)
 	})
 }
@@ -314,7 +314,7 @@ func rmsNorm(dst, x, w []float32, rows, dim int, eps float32) {
 // addInto computes h += x.
 func addInto(h, x []float32) {
 	x = x[:len(h)]
-	parallelFor(len(h), 1<<16, func(lo, hi int) {
+	tensor.ParallelFor(len(h), 1<<16, func(lo, hi int) {
 		hh, xx := h[lo:hi], x[lo:hi]
 		for i := range hh {
 			hh[i] += xx[i]

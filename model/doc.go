@@ -22,9 +22,13 @@
 // tensor.Mat views of them (memory-mapped, no anonymous copy) and computes every
 // linear over all rows at once with tensor.MatMulTMat, several weights sharing an input
 // side by side (q|k|v, gate|up); only norm weights and biases are widened. Attention
-// runs per (sequence, head, query tile) on goroutines, so the T×T score matrix is never
-// materialised for all heads at once. The embeddings widen only the rows they look up;
-// lm_head multiplies a chunk of rows at a time.
+// runs per (sequence, head, query tile), so the T×T score matrix is never materialised
+// for all heads at once. The embeddings widen only the rows they look up; lm_head
+// multiplies a chunk of rows at a time.
+//
+// Threads: the GEMMs and every row-parallel pass (attention tiles, norms, activations,
+// routing) run on tensor's worker pool (tensor.ParallelFor), so tensor.SetThreads bounds
+// them all; results do not depend on the number of threads.
 //
 // The statistics a pruning run needs come through a pipeline.Tap: the tap ids of a
 // layer are listed by Model.Layer (see there for the mixture-of-experts modes).

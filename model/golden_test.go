@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -190,14 +191,10 @@ func (g *golden) prune(t *testing.T, pat string, opt model.Options) (string, *pi
 	if pat == "2:4" {
 		target = pipeline.Target{N: 2, M: 4, Sparsity: 0.5}
 	}
-	met, err := metric.Builtin("wanda")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(t.TempDir(), "out")
 	rep, err := pipeline.Run(context.Background(), pipeline.Options{
 		Model: m, Source: set, ModelDir: g.dir, Calib: g.calib,
-		Method: pipeline.Method{Name: "wanda", Metric: met, Pattern: pattern.ForTarget(target)}, Target: target,
+		Method: pipeline.Method{Name: "wanda", Metric: metric.Wanda{}, Pattern: pattern.ForTarget(target)}, Target: target,
 		OutDir: out, ActivationBudget: 1 << 30, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -308,14 +305,10 @@ func (g *golden) pruneRecording(t *testing.T, pat string, opt model.Options) (st
 	if pat == "2:4" {
 		target = pipeline.Target{N: 2, M: 4, Sparsity: 0.5}
 	}
-	met, err := metric.Builtin("wanda")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(t.TempDir(), "out")
 	rep, err := pipeline.Run(context.Background(), pipeline.Options{
 		Model: rm, Source: set, ModelDir: g.dir, Calib: g.calib,
-		Method: pipeline.Method{Name: "wanda", Metric: met, Pattern: pattern.ForTarget(target)}, Target: target,
+		Method: pipeline.Method{Name: "wanda", Metric: metric.Wanda{}, Pattern: pattern.ForTarget(target)}, Target: target,
 		OutDir: out, ActivationBudget: 1 << 30, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -352,7 +345,7 @@ func TestGoldenMoE(t *testing.T) {
 						// Layer 0's routing does not depend on pruning; later layers' is
 						// the first run's (wanda:unstructured).
 						if li == 0 || run == "wanda:unstructured" {
-							if !slicesEqual(tokens[li], want) {
+							if !slices.Equal(tokens[li], want) {
 								t.Errorf("%s %s layer %d: routed tokens per expert %v, reference %v", typ, run, li, tokens[li], want)
 							}
 						}
@@ -370,18 +363,6 @@ func TestGoldenMoE(t *testing.T) {
 			t.Logf("%s: %s", typ, strings.Join(msg, "; "))
 		})
 	}
-}
-
-func slicesEqual(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestGeneratedArchs runs models of every architecture from the fixture generator

@@ -143,7 +143,7 @@ func (hd *Head) NLL(h []float32, ids []int32, nseq, seqlen int) []float64 {
 	for c0 := 0; c0 < total; c0 += R {
 		n := min(R, total-c0)
 		// Gather and normalise the rows that predict something.
-		parallelFor(n, 64, func(lo, hi int) {
+		tensor.ParallelFor(n, 64, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				p := c0 + i
 				r := (p/pred)*seqlen + p%pred
@@ -151,7 +151,7 @@ func (hd *Head) NLL(h []float32, ids []int32, nseq, seqlen int) []float64 {
 			}
 		})
 		tensor.MatMulTMat(logits[:n*V], V, x[:n*H], n, H, hd.w)
-		parallelFor(n, 16, func(lo, hi int) {
+		tensor.ParallelFor(n, 16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				p := c0 + i
 				r := (p/pred)*seqlen + p%pred

@@ -1,12 +1,6 @@
 package model
 
-import (
-	"math"
-	"runtime"
-	"sync"
-
-	"github.com/wanda-go/wanda/tensor"
-)
+import "math"
 
 // expf is a float32 exp accurate to about 1 ulp (Cody–Waite range reduction
 // and a degree-6 minimax polynomial, as in Cephes' expf): fast enough for the
@@ -78,38 +72,6 @@ func siluMulRow(dst, g, u []float32) {
 	for i, v := range g {
 		dst[i] = v / (1 + expf(-v)) * u[i]
 	}
-}
-
-// workers is the number of goroutines for row-parallel loops and attention.
-func workers() int {
-	return max(1, min(tensor.Threads(), runtime.GOMAXPROCS(0)))
-}
-
-// parallelFor runs body over [0, n) split into contiguous ranges on up to
-// workers() goroutines; grain is the smallest range worth a goroutine.
-func parallelFor(n, grain int, body func(lo, hi int)) {
-	w := workers()
-	if grain < 1 {
-		grain = 1
-	}
-	w = min(w, (n+grain-1)/grain)
-	if w <= 1 {
-		if n > 0 {
-			body(0, n)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	step := (n + w - 1) / w
-	for lo := 0; lo < n; lo += step {
-		hi := min(lo+step, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body(lo, hi)
-		}()
-	}
-	wg.Wait()
 }
 
 // geluTanhMul sets dst[i] = gelu_tanh(g[i]) * u[i] (dst may alias g), where

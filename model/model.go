@@ -13,8 +13,9 @@ import (
 
 // Sentinel errors.
 var (
-	// ErrShape: a weight's shape differs from what the config implies.
-	ErrShape = errors.New("model: shape mismatch")
+	// ErrShape: a weight's shape differs from what the config implies. It is
+	// pipeline.ErrShape, the stage contract's one shape sentinel.
+	ErrShape = pipeline.ErrShape
 	// ErrUnsupported: the model uses a feature this package does not implement.
 	ErrUnsupported = errors.New("model: unsupported model feature")
 	// ErrTokenRange: a token id outside [0, vocab_size).

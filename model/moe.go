@@ -91,7 +91,7 @@ func (b *Block) route(x []float32, rows int, s *moeScratch) {
 	}
 	sel := s.sel[:rows*K]
 	wts := grow(&s.wts, rows*K)
-	parallelFor(rows, 64, func(lo, hi int) {
+	tensor.ParallelFor(rows, 64, func(lo, hi int) {
 		p := make([]float64, E)
 		for r := lo; r < hi; r++ {
 			l := logits[r*E : (r+1)*E]
@@ -204,7 +204,7 @@ func (b *Block) moeForward(x []float32, rows int, tap pipeline.Tap, statsOnly bo
 		}
 		ye := grow(&s.ye, n*H)
 		tensor.MatMulTMat(ye, H, act, n, I, d.down)
-		parallelFor(n, 64, func(lo, hi int) {
+		tensor.ParallelFor(n, 64, func(lo, hi int) {
 			for j := lo; j < hi; j++ {
 				o := out[int(idx[j])*H : (int(idx[j])+1)*H]
 				y := ye[j*H : (j+1)*H]
@@ -228,7 +228,7 @@ func (b *Block) moeForward(x []float32, rows int, tap pipeline.Tap, statsOnly bo
 	if statsOnly {
 		return nil
 	}
-	parallelFor(rows, 64, func(lo, hi int) {
+	tensor.ParallelFor(rows, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g := sigmoid(gate[r])
 			o, yr := out[r*H:(r+1)*H], y[r*H:(r+1)*H]
@@ -242,7 +242,7 @@ func (b *Block) moeForward(x []float32, rows int, tap pipeline.Tap, statsOnly bo
 
 // gatherRows copies rows idx of src ([*, cols]) into dst ([len(idx), cols]).
 func gatherRows(dst, src []float32, idx []int32, cols int) {
-	parallelFor(len(idx), 256, func(lo, hi int) {
+	tensor.ParallelFor(len(idx), 256, func(lo, hi int) {
 		for j := lo; j < hi; j++ {
 			r := int(idx[j])
 			copy(dst[j*cols:(j+1)*cols], src[r*cols:(r+1)*cols])

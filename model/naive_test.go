@@ -290,7 +290,7 @@ func writeRandomModel(t testing.TB, cfgJSON string, dt dtype.DType, seed uint64)
 		data = append(data, b)
 	}
 	dir := t.TempDir()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), specs, data, map[string]string{"format": "pt"}); err != nil {
+	if err := safetensors.WriteFile(filepath.Join(dir, safetensors.SingleName), specs, data, map[string]string{"format": "pt"}); err != nil {
 		t.Fatal(err)
 	}
 	set, err := safetensors.OpenDir(dir)

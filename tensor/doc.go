@@ -1,10 +1,9 @@
 // Package tensor is the dense float32 math leaf of wanda: GEMM (Sgemm,
 // MatMulT, and Dgemm for float64), products with weights kept in their
-// stored dtype (Mat, MatMulTMat), the small kernels of a LLaMA decoder
-// block (Dot, Axpy, RMSNorm, SiLUMul, Softmax), the float64 Cholesky
-// routines SparseGPT needs (Cholesky, CholeskyInverseUpper) and the
-// parallel loop the other packages share (ParallelFor). Of wanda's
-// packages it imports only format/dtype.
+// stored dtype (Mat, MatMulTMat), small kernels (Dot, Axpy, RMSNorm), the
+// float64 Cholesky routines (Cholesky, and CholeskyInverseUpper, which
+// SparseGPT uses) and the parallel loop the other packages share
+// (ParallelFor). Of wanda's packages it imports only format/dtype.
 //
 // # Data layout
 //
@@ -140,7 +139,7 @@
 // differ from a sequential dot product by normal rounding (the tests bound
 // the difference relative to k). Dot uses 32 partial sums. RMSNorm follows
 // Hugging Face LlamaRMSNorm in fp32 (float64 sum of squares, then fp32
-// rsqrt and products in torch's order); Softmax subtracts the maximum,
-// exponentiates in float64 and accumulates the sum in float64. The
-// Cholesky routines work in float64.
+// rsqrt and products in torch's order). The Cholesky routines work in
+// float64. (The activation and softmax kernels of the forward pass live in
+// package model, next to the fast exponential they share.)
 package tensor

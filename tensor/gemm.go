@@ -178,33 +178,3 @@ func scaleC[T float](m, n int, beta T, c []T, ldc int) {
 		}
 	}
 }
-
-// sgemmRef is the plain triple-loop reference implementation (for float32
-// and float64), accumulating each dot product in k order. It is kept for tests and as the
-// definition of the semantics.
-func sgemmRef[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			var s T
-			for p := 0; p < k; p++ {
-				var av, bv T
-				if tA {
-					av = a[p*lda+i]
-				} else {
-					av = a[i*lda+p]
-				}
-				if tB {
-					bv = b[j*ldb+p]
-				} else {
-					bv = b[p*ldb+j]
-				}
-				s += av * bv
-			}
-			if beta == 0 {
-				c[i*ldc+j] = alpha * s
-			} else {
-				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
-			}
-		}
-	}
-}

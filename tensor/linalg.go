@@ -10,7 +10,7 @@ import (
 // ErrNotPositiveDefinite is returned (wrapped in a *NotPositiveDefiniteError
 // carrying the pivot index) when a Cholesky factorisation meets a
 // non-positive pivot.
-var ErrNotPositiveDefinite = errors.New("matrix is not positive definite")
+var ErrNotPositiveDefinite = errors.New("tensor: matrix is not positive definite")
 
 // NotPositiveDefiniteError reports the pivot at which a Cholesky
 // factorisation failed. errors.Is(err, ErrNotPositiveDefinite) holds.

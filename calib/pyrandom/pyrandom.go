@@ -183,16 +183,6 @@ func (r *Rand) randBelow(nn uint64) uint64 {
 	return v
 }
 
-// RandBelow returns CPython's _randbelow(nn): a value in [0, nn) drawn with
-// getrandbits(nn.bit_length()) rejection. nn must be positive; nn == 0
-// returns 0 without consuming state (as CPython 3.9 did).
-func (r *Rand) RandBelow(nn uint64) uint64 {
-	if nn == 0 {
-		return 0
-	}
-	return r.randBelow(nn)
-}
-
 // RandInt returns CPython's randint(a, b) = a + _randbelow(b-a+1), inclusive
 // of both ends. It returns ErrEmptyRange when b < a.
 func (r *Rand) RandInt(a, b int64) (int64, error) {

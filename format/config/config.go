@@ -16,14 +16,14 @@ import (
 var (
 	// ErrInvalid: the file is not valid JSON, or a field is missing, has the
 	// wrong type, or is inconsistent with another field.
-	ErrInvalid = errors.New("invalid config")
+	ErrInvalid = errors.New("config: invalid config")
 	// ErrUnsupportedArch: model_type names an architecture wanda does not handle
 	// (returned by the architecture table, model/arch; Parse accepts any model_type).
-	ErrUnsupportedArch = errors.New("unsupported architecture")
+	ErrUnsupportedArch = errors.New("config: unsupported architecture")
 	// ErrUnsupported: a valid configuration that uses a feature wanda does not
 	// implement (an unknown rope_scaling type or torch_dtype here; mlp_bias or an
 	// activation the architecture table refuses).
-	ErrUnsupported = errors.New("unsupported configuration")
+	ErrUnsupported = errors.New("config: unsupported configuration")
 )
 
 // Some model_type values (the architecture table, package model/arch, says which are
@@ -156,7 +156,7 @@ func Parse(data []byte) (*Config, error) {
 	dec.UseNumber()
 	var raw map[string]any
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("%w: not a JSON object: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: not a JSON object: %w", ErrInvalid, err)
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("%w: not a JSON object: null", ErrInvalid)

@@ -78,16 +78,6 @@ func (p Part) Module() string {
 // IsLinear reports whether p is one of the seven prunable linear weights.
 func (p Part) IsLinear() bool { return p >= PartQ && p <= PartDown }
 
-// ParsePart is the inverse of Part.String.
-func ParsePart(s string) (Part, bool) {
-	for p := Part(0); p < numParts; p++ {
-		if partInfo[p].name == s {
-			return p, true
-		}
-	}
-	return 0, false
-}
-
 // LayerTensor is the Hugging Face name of part p of decoder layer layer, e.g.
 // LayerTensor(3, PartQ) == "model.layers.3.self_attn.q_proj.weight". It panics
 // on a negative layer or an invalid part (programmer errors).

@@ -31,9 +31,6 @@ func TestLayerTensorNames(t *testing.T) {
 		if !ok || l != 3 || q != p {
 			t.Errorf("ParseLayerTensor(%q) = %d, %v, %v", name, l, q, ok)
 		}
-		if r, ok := ParsePart(p.String()); !ok || r != p {
-			t.Errorf("ParsePart(%q) = %v, %v", p.String(), r, ok)
-		}
 	}
 	for _, l := range []int{0, 9, 10, 127} {
 		for p := Part(0); p < numParts; p++ {

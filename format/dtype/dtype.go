@@ -24,7 +24,7 @@ const (
 )
 
 // ErrUnknownDType is returned by Parse for a name it does not know.
-var ErrUnknownDType = errors.New("unknown dtype")
+var ErrUnknownDType = errors.New("dtype: unknown dtype")
 
 var names = [...]string{
 	Invalid: "INVALID",

@@ -72,14 +72,14 @@ func parseHeader(path string, b []byte) (*header, error) {
 		if key == metadataKey {
 			var m map[string]string
 			if err := dec.Decode(&m); err != nil {
-				return fmt.Errorf("%s: %s must be an object of strings: %v: %w", path, metadataKey, err, ErrMalformedHeader)
+				return fmt.Errorf("%s: %s must be an object of strings: %w: %w", path, metadataKey, err, ErrMalformedHeader)
 			}
 			h.meta = m
 			return nil
 		}
 		var ri rawInfo
 		if err := dec.Decode(&ri); err != nil {
-			return fmt.Errorf("%s: tensor %q: bad entry: %v: %w", path, key, err, ErrMalformedHeader)
+			return fmt.Errorf("%s: tensor %q: bad entry: %w: %w", path, key, err, ErrMalformedHeader)
 		}
 		e, err := checkInfo(path, key, ri, dataLen)
 		if err != nil {
@@ -92,7 +92,7 @@ func parseHeader(path string, b []byte) (*header, error) {
 	})
 	if err != nil {
 		if errors.Is(err, errJSON) {
-			return nil, fmt.Errorf("%s: header is not valid JSON: %v: %w", path, err, ErrMalformedHeader)
+			return nil, fmt.Errorf("%s: header is not valid JSON: %w: %w", path, err, ErrMalformedHeader)
 		}
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func checkInfo(path, name string, ri rawInfo, dataLen int64) (entry, error) {
 	}
 	want, err := byteSize(dt, e.shape)
 	if err != nil {
-		return e, fmt.Errorf("%s: tensor %q: %v: %w", path, name, err, ErrSizeMismatch)
+		return e, fmt.Errorf("%s: tensor %q: %w: %w", path, name, err, ErrSizeMismatch)
 	}
 	if want != e.end-e.begin {
 		return e, fmt.Errorf("%s: tensor %q: %s%v needs %d bytes but data_offsets span %d: %w",
@@ -212,7 +212,7 @@ var errJSON = errors.New("invalid JSON")
 func decodeObject(dec *json.Decoder, field func(key string) error) error {
 	tok, err := dec.Token()
 	if err != nil {
-		return fmt.Errorf("%w: %v", errJSON, err)
+		return fmt.Errorf("%w: %w", errJSON, err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return fmt.Errorf("%w: expected an object, found %v", errJSON, tok)
@@ -220,7 +220,7 @@ func decodeObject(dec *json.Decoder, field func(key string) error) error {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return fmt.Errorf("%w: %v", errJSON, err)
+			return fmt.Errorf("%w: %w", errJSON, err)
 		}
 		key, ok := tok.(string)
 		if !ok {
@@ -232,7 +232,7 @@ func decodeObject(dec *json.Decoder, field func(key string) error) error {
 	}
 	tok, err = dec.Token()
 	if err != nil {
-		return fmt.Errorf("%w: %v", errJSON, err)
+		return fmt.Errorf("%w: %w", errJSON, err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '}' {
 		return fmt.Errorf("%w: expected '}', found %v", errJSON, tok)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -163,9 +164,7 @@ func TestReferenceFile(t *testing.T) {
 		// Count pruned weights: unstructured 50%, 2:4 exactly half.
 		var zeros int64
 		for _, by := range tn.Bytes() {
-			for ; by != 0; by &= by - 1 {
-				zeros++
-			}
+			zeros += int64(bits.OnesCount8(by))
 		}
 		frac := float64(zeros) / float64(shape[0]*shape[1])
 		if frac < 0.45 || frac > 0.6 {

@@ -50,7 +50,7 @@ func OpenDir(dir string) (*Set, error) {
 	single := filepath.Join(dir, SingleName)
 	if _, err := os.Stat(single); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: neither %s nor %s present: %w", dir, IndexName, SingleName, ErrMissingShard)
+			return nil, fmt.Errorf("%s: neither %s nor %s present: %w: %w", dir, IndexName, SingleName, ErrMissingShard, err)
 		}
 		return nil, fmt.Errorf("%s: %w", single, err)
 	}
@@ -131,7 +131,7 @@ func openIndexed(dir, idxPath string, idx []byte) (_ *Set, err error) {
 		p := filepath.Join(dir, sh)
 		if _, err := os.Stat(p); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s: shard %s listed in the index does not exist: %w", idxPath, p, ErrMissingShard)
+				return nil, fmt.Errorf("%s: shard %s listed in the index: %w: %w", idxPath, p, ErrMissingShard, err)
 			}
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}

@@ -174,7 +174,7 @@ func planTensors(where string, specs []Spec) ([]*wtensor, error) {
 		}
 		size, err := byteSize(s.DType, s.Shape)
 		if err != nil {
-			return nil, fmt.Errorf("%s: tensor %q: %v: %w", where, s.Name, err, ErrSizeMismatch)
+			return nil, fmt.Errorf("%s: tensor %q: %w: %w", where, s.Name, err, ErrSizeMismatch)
 		}
 		if total > math.MaxInt64-size {
 			return nil, fmt.Errorf("%s: tensor %q: total size overflows int64: %w", where, s.Name, ErrSizeMismatch)

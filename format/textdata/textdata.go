@@ -15,11 +15,11 @@ import (
 )
 
 // ErrEmpty reports an input without any text.
-var ErrEmpty = errors.New("no text")
+var ErrEmpty = errors.New("textdata: no text")
 
 // ErrMalformed reports a line that is not a JSON object with a string
 // "text" field, or a file that is not valid UTF-8.
-var ErrMalformed = errors.New("malformed text data")
+var ErrMalformed = errors.New("textdata: malformed text data")
 
 // Format selects how EvalText and Documents read a file.
 type Format int
@@ -89,10 +89,10 @@ func ReadWikiTextRaw(path string) ([]string, error) {
 		return nil, fmt.Errorf("textdata: %w", err)
 	}
 	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("textdata: %s: not valid UTF-8: %w", path, ErrMalformed)
+		return nil, fmt.Errorf("%s: not valid UTF-8: %w", path, ErrMalformed)
 	}
 	if len(data) == 0 {
-		return nil, fmt.Errorf("textdata: %s: %w", path, ErrEmpty)
+		return nil, fmt.Errorf("%s: %w", path, ErrEmpty)
 	}
 	// Python's text mode (universal newlines) turns \r\n and \r into \n.
 	s := strings.ReplaceAll(string(data), "\r\n", "\n")
@@ -113,7 +113,7 @@ func ReadWikiTextRaw(path string) ([]string, error) {
 		}
 	}
 	if !nonEmpty {
-		return nil, fmt.Errorf("textdata: %s: only blank lines: %w", path, ErrEmpty)
+		return nil, fmt.Errorf("%s: only blank lines: %w", path, ErrEmpty)
 	}
 	return rows, nil
 }
@@ -145,10 +145,10 @@ func ReadJSONL(path string) ([]string, error) {
 			Text *string `json:"text"`
 		}
 		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("textdata: %s:%d: %v: %w", path, line, err, ErrMalformed)
+			return nil, fmt.Errorf("%s:%d: %w: %w", path, line, err, ErrMalformed)
 		}
 		if rec.Text == nil {
-			return nil, fmt.Errorf("textdata: %s:%d: no string \"text\" field: %w", path, line, ErrMalformed)
+			return nil, fmt.Errorf("%s:%d: no string \"text\" field: %w", path, line, ErrMalformed)
 		}
 		docs = append(docs, *rec.Text)
 	}
@@ -156,7 +156,7 @@ func ReadJSONL(path string) ([]string, error) {
 		return nil, fmt.Errorf("textdata: %s: %w", path, err)
 	}
 	if len(docs) == 0 {
-		return nil, fmt.Errorf("textdata: %s: no documents: %w", path, ErrEmpty)
+		return nil, fmt.Errorf("%s: no documents: %w", path, ErrEmpty)
 	}
 	return docs, nil
 }
@@ -168,10 +168,10 @@ func ReadPlain(path string) (string, error) {
 		return "", fmt.Errorf("textdata: %w", err)
 	}
 	if len(data) == 0 {
-		return "", fmt.Errorf("textdata: %s: %w", path, ErrEmpty)
+		return "", fmt.Errorf("%s: %w", path, ErrEmpty)
 	}
 	if !utf8.Valid(data) {
-		return "", fmt.Errorf("textdata: %s: not valid UTF-8: %w", path, ErrMalformed)
+		return "", fmt.Errorf("%s: not valid UTF-8: %w", path, ErrMalformed)
 	}
 	return string(data), nil
 }

@@ -66,7 +66,7 @@ func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	}
 	var t typed
 	if err := json.Unmarshal(raw, &t); err != nil {
-		return nil, fmt.Errorf("model: %v: %w", err, ErrMalformed)
+		return nil, fmt.Errorf("model: %w: %w", err, ErrMalformed)
 	}
 	switch t.Type {
 	case "BPE":
@@ -82,7 +82,7 @@ func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	}
 	var j bpeJSON
 	if err := json.Unmarshal(raw, &j); err != nil {
-		return nil, fmt.Errorf("model: %v: %w", err, ErrMalformed)
+		return nil, fmt.Errorf("model: %w: %w", err, ErrMalformed)
 	}
 	if j.Vocab == nil {
 		return nil, fmt.Errorf("model: missing \"vocab\": %w", ErrMalformed)

@@ -28,16 +28,6 @@ func init() {
 	}
 }
 
-// byteLevelString maps raw bytes to GPT-2's unicode alphabet.
-func byteLevelString(s string) string {
-	var sb strings.Builder
-	sb.Grow(2 * len(s))
-	for i := 0; i < len(s); i++ {
-		sb.WriteString(byteToString[s[i]])
-	}
-	return sb.String()
-}
-
 // lossyUTF8 converts bytes to a string the way Rust's String::from_utf8_lossy
 // does: each maximal prefix of an invalid sequence becomes one U+FFFD.
 func lossyUTF8(b []byte) string {

@@ -168,7 +168,7 @@ func parseDecoder(raw json.RawMessage, where string) (decoder, error) {
 	}
 	var t typed
 	if err := json.Unmarshal(raw, &t); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	switch t.Type {
 	case "Sequence":
@@ -176,19 +176,13 @@ func parseDecoder(raw json.RawMessage, where string) (decoder, error) {
 			Decoders []json.RawMessage `json:"decoders"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
-		var q seqDecoder
-		for i, r := range v.Decoders {
-			d, err := parseDecoder(r, fmt.Sprintf("%s.decoders[%d]", where, i))
-			if err != nil {
-				return nil, err
-			}
-			if d != nil {
-				q = append(q, d)
-			}
+		q, err := parseSequence(v.Decoders, where+".decoders", parseDecoder)
+		if err != nil {
+			return nil, err
 		}
-		return q, nil
+		return seqDecoder(q), nil
 	case "Replace":
 		from, to, err := parseReplace(raw, where)
 		if err != nil {
@@ -206,7 +200,7 @@ func parseDecoder(raw json.RawMessage, where string) (decoder, error) {
 			Stop    int     `json:"stop"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
 		if v.Content == nil || utf8.RuneCountInString(*v.Content) != 1 || v.Start < 0 || v.Stop < 0 {
 			return nil, fmt.Errorf("%s: Strip needs a one-char \"content\" and non-negative start/stop: %w", where, ErrMalformed)

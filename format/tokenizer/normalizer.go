@@ -66,13 +66,30 @@ type stringPattern struct {
 	Regex  *string `json:"Regex"`
 }
 
+// parseSequence parses the components of a Sequence (a normalizer's or a decoder's), listed
+// at where[0], where[1], ..., with parse, and drops the null ones.
+func parseSequence[T comparable](list []json.RawMessage, where string, parse func(json.RawMessage, string) (T, error)) ([]T, error) {
+	var q []T
+	var null T
+	for i, r := range list {
+		c, err := parse(r, fmt.Sprintf("%s[%d]", where, i))
+		if err != nil {
+			return nil, err
+		}
+		if c != null {
+			q = append(q, c)
+		}
+	}
+	return q, nil
+}
+
 func parseNormalizer(raw json.RawMessage, where string) (normalizer, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
 	var t typed
 	if err := json.Unmarshal(raw, &t); err != nil {
-		return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	switch t.Type {
 	case "Sequence":
@@ -80,19 +97,13 @@ func parseNormalizer(raw json.RawMessage, where string) (normalizer, error) {
 			Normalizers []json.RawMessage `json:"normalizers"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
-		var q seqNormalizer
-		for i, r := range v.Normalizers {
-			n, err := parseNormalizer(r, fmt.Sprintf("%s.normalizers[%d]", where, i))
-			if err != nil {
-				return nil, err
-			}
-			if n != nil {
-				q = append(q, n)
-			}
+		q, err := parseSequence(v.Normalizers, where+".normalizers", parseNormalizer)
+		if err != nil {
+			return nil, err
 		}
-		return q, nil
+		return seqNormalizer(q), nil
 	case "Prepend":
 		var v struct {
 			Prepend *string `json:"prepend"`
@@ -121,7 +132,7 @@ func parseNormalizer(raw json.RawMessage, where string) (normalizer, error) {
 			Right bool `json:"strip_right"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+			return nil, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 		}
 		return stripNormalizer{v.Left, v.Right}, nil
 	case "":
@@ -139,7 +150,7 @@ func parseReplace(raw json.RawMessage, where string) (string, string, error) {
 		Content *string       `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", "", fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return "", "", fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	if v.Content == nil {
 		return "", "", fmt.Errorf("%s: Replace needs a string \"content\": %w", where, ErrMalformed)

@@ -18,10 +18,10 @@ func parsePostProcessor(raw json.RawMessage, where string) (postProcessor, error
 	}
 	var t typed
 	if err := json.Unmarshal(raw, &t); err != nil {
-		return pp, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return pp, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	bad := func(e error) (postProcessor, error) {
-		return pp, fmt.Errorf("%s: %v: %w", where, e, ErrMalformed)
+		return pp, fmt.Errorf("%s: %w: %w", where, e, ErrMalformed)
 	}
 	switch t.Type {
 	case "Sequence":

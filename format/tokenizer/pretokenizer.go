@@ -240,10 +240,10 @@ func parsePreTokenizer(raw json.RawMessage, where string) (steps []preStep, byte
 	}
 	var t typed
 	if err := json.Unmarshal(raw, &t); err != nil {
-		return nil, false, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return nil, false, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	bad := func(e error) ([]preStep, bool, error) {
-		return nil, false, fmt.Errorf("%s: %v: %w", where, e, ErrMalformed)
+		return nil, false, fmt.Errorf("%s: %w: %w", where, e, ErrMalformed)
 	}
 	switch t.Type {
 	case "Sequence":
@@ -348,7 +348,7 @@ func parseMetaspace(raw json.RawMessage, where string) (metaspaceStep, error) {
 		Split          *bool   `json:"split"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return metaspaceStep{}, fmt.Errorf("%s: %v: %w", where, err, ErrMalformed)
+		return metaspaceStep{}, fmt.Errorf("%s: %w: %w", where, err, ErrMalformed)
 	}
 	repl := "\u2581"
 	if v.Replacement != nil {

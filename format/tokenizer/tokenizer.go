@@ -72,7 +72,7 @@ func Load(path string) (*Tokenizer, error) {
 func Parse(data []byte) (*Tokenizer, error) {
 	var f fileJSON
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %v: %w", err, ErrMalformed)
+		return nil, fmt.Errorf("invalid JSON: %w: %w", err, ErrMalformed)
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("null")) {
 		return nil, fmt.Errorf("top level is null: %w", ErrMalformed)

@@ -237,9 +237,11 @@ func (o Options) fillRange(dst []float32, p *plan, lo int64, outliers []int) {
 	}
 }
 
-// normal12 is rng.normal on a state held in a register: the Irwin–Hall sum
-// of the next 12 uniforms minus 6, summed in the same order, so the result
-// is bit-identical. It returns the advanced state.
+// normal12 returns an approximately standard normal number drawn from the
+// SplitMix64 stream at state (held in a register) and the advanced state: the
+// Irwin–Hall sum of the next 12 uniforms in [0, 1) (the top 53 bits of each
+// draw) minus 6, so mean 0, variance 1, support [-6, 6]. It needs no
+// transcendental functions, so it is bit-identical on every platform.
 func normal12(state uint64) (float64, uint64) {
 	s := 0.0
 	for range 12 {

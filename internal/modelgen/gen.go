@@ -26,7 +26,7 @@ const (
 )
 
 // ErrOptions is wrapped by every error about invalid Options.
-var ErrOptions = errors.New("gen: invalid options")
+var ErrOptions = errors.New("modelgen: invalid options")
 
 // Options describes the model to write. A zero field takes its value from
 // Default(), except: HeadDim 0 means Hidden/Heads; KVHeads 0 means Heads when
@@ -371,29 +371,29 @@ func Write(dir string, opt Options) error {
 	}
 	dt, _ := o.dtype()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("gen: %w", err)
+		return fmt.Errorf("modelgen: %w", err)
 	}
 	cfgBytes, err := o.configJSON()
 	if err != nil {
-		return fmt.Errorf("gen: config.json: %w", err)
+		return fmt.Errorf("modelgen: config.json: %w", err)
 	}
 	// The tensor list comes from format/config's name table, reading back the
 	// config just produced, so the fixture and the reader cannot disagree.
 	cfg, a, err := arch.Parse(cfgBytes)
 	if err != nil {
-		return fmt.Errorf("gen: generated config.json does not parse: %w", err)
+		return fmt.Errorf("modelgen: generated config.json does not parse: %w", err)
 	}
 	tokBytes, err := TokenizerJSON()
 	if err != nil {
-		return fmt.Errorf("gen: tokenizer.json: %w", err)
+		return fmt.Errorf("modelgen: tokenizer.json: %w", err)
 	}
 	tokCfg, err := tokenizerConfigJSON(o.MaxPos)
 	if err != nil {
-		return fmt.Errorf("gen: tokenizer_config.json: %w", err)
+		return fmt.Errorf("modelgen: tokenizer_config.json: %w", err)
 	}
 	genCfg, err := marshalIndent(obj{{"bos_token_id", BOSID}, {"eos_token_id", EOSID}})
 	if err != nil {
-		return fmt.Errorf("gen: generation_config.json: %w", err)
+		return fmt.Errorf("modelgen: generation_config.json: %w", err)
 	}
 	for _, f := range []struct {
 		name string
@@ -403,7 +403,7 @@ func Write(dir string, opt Options) error {
 		{"tokenizer.json", tokBytes}, {"tokenizer_config.json", tokCfg},
 	} {
 		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o644); err != nil {
-			return fmt.Errorf("gen: %w", err)
+			return fmt.Errorf("modelgen: %w", err)
 		}
 	}
 	// Remove weight files of an earlier model in dir so the new one is not mixed with them.
@@ -411,7 +411,7 @@ func Write(dir string, opt Options) error {
 	old = append(old, filepath.Join(dir, safetensors.IndexName))
 	for _, p := range old {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("gen: %w", err)
+			return fmt.Errorf("modelgen: %w", err)
 		}
 	}
 
@@ -425,14 +425,14 @@ func Write(dir string, opt Options) error {
 		Metadata:      map[string]string{"format": "pt"},
 	})
 	if err != nil {
-		return fmt.Errorf("gen: %w", err)
+		return fmt.Errorf("modelgen: %w", err)
 	}
 	if err := o.writeTensors(w, expected, dt, a.Norm == arch.NormOnePlus); err != nil {
 		w.Abort()
-		return fmt.Errorf("gen: %w", err)
+		return fmt.Errorf("modelgen: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("gen: %w", err)
+		return fmt.Errorf("modelgen: %w", err)
 	}
 	return nil
 }

@@ -159,7 +159,7 @@ func TestGoldenDefault(t *testing.T) {
 	if err := Write(dir, Default()); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	b, err := os.ReadFile(filepath.Join(dir, safetensors.SingleName))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,11 +128,11 @@ func NumParams(opt Options) (int64, error) {
 func (o Options) parsedConfig() (*config.Config, *arch.Arch, error) {
 	b, err := o.configJSON()
 	if err != nil {
-		return nil, nil, fmt.Errorf("gen: config.json: %w", err)
+		return nil, nil, fmt.Errorf("modelgen: config.json: %w", err)
 	}
 	cfg, a, err := arch.Parse(b)
 	if err != nil {
-		return nil, nil, fmt.Errorf("gen: generated config.json does not parse: %w", err)
+		return nil, nil, fmt.Errorf("modelgen: generated config.json does not parse: %w", err)
 	}
 	return cfg, a, nil
 }

@@ -25,20 +25,6 @@ func (r *rng) next() uint64 {
 	return z ^ (z >> 31)
 }
 
-// uniform returns a float64 in [0, 1).
-func (r *rng) uniform() float64 { return float64(r.next()>>11) / (1 << 53) }
-
-// normal returns an approximately standard normal number: the Irwin–Hall sum
-// of 12 uniforms minus 6 (mean 0, variance 1, support [-6, 6]). It needs no
-// transcendental functions, so it is bit-identical on every platform.
-func (r *rng) normal() float64 {
-	s := 0.0
-	for i := 0; i < 12; i++ {
-		s += r.uniform()
-	}
-	return s - 6
-}
-
 // perm returns a pseudo-random permutation of [0, n) (Fisher–Yates).
 func (r *rng) perm(n int) []int {
 	p := make([]int, n)

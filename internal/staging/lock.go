@@ -1,7 +1,6 @@
 package staging
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -89,7 +88,7 @@ func LockDir(dir string) (release func(), err error) {
 		return nil, fmt.Errorf("staging: lock directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("staging: lock directory %s: %w", dir, ErrNotDir)
+		return nil, fmt.Errorf("lock directory %s: %w", dir, ErrNotDir)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -101,6 +100,3 @@ func LockDir(dir string) (release func(), err error) {
 	}
 	return l.release, nil
 }
-
-// isBusy reports whether err is a lock held by someone else.
-func isBusy(err error) bool { return errors.Is(err, ErrBusy) }

@@ -176,7 +176,7 @@ func (d *Dir) Replace(out string) error {
 	crashHook("aside")
 	if err := os.Rename(d.Path, out); err != nil {
 		if rerr := os.Rename(aside, out); rerr != nil {
-			return fmt.Errorf("%w; the old output is at %s (restoring it failed: %v)", err, aside, rerr)
+			return fmt.Errorf("%w; the old output is at %s (restoring it failed: %w)", err, aside, rerr)
 		}
 		return err
 	}

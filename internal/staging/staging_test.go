@@ -403,7 +403,7 @@ func TestCheckTarget(t *testing.T) {
 		{"a link to the model", link, true, ErrUnsafeTarget, "is " + model, ""},
 		{"inside the model", filepath.Join(model, "pruned"), false, ErrUnsafeTarget, "lies inside " + model, ""},
 		{"parent of the model", filepath.Join(root, "models"), true, ErrUnsafeTarget, "contains " + model, ""},
-		{"existing without force", prev, false, ErrExists, "--force", ""},
+		{"existing without force", prev, false, ErrExists, prev, ""},
 		{"previous output with force", prev, true, nil, "", ""},
 		{"model directory with force", func() string { d := filepath.Join(root, "other"); writeModel(t, d, "x"); return d }(), true, nil, "", ""},
 		{"empty directory with force", empty, true, nil, "", ""},

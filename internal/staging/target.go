@@ -42,7 +42,7 @@ func CheckTarget(out string, force bool, protect ...string) error {
 	}
 	abs, err := filepath.Abs(out)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrUnsafeTarget, out, err)
+		return fmt.Errorf("%w: %s: %w", ErrUnsafeTarget, out, err)
 	}
 	Sweep(abs)
 	real := resolve(abs)
@@ -78,7 +78,7 @@ func CheckTarget(out string, force bool, protect ...string) error {
 	}
 	fi, err := os.Lstat(abs)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %v", ErrUnsafeTarget, err)
+		return fmt.Errorf("%w: %w", ErrUnsafeTarget, err)
 	}
 	if err == nil && !fi.IsDir() {
 		return fmt.Errorf("%w: %s is %s; refusing to write a directory in its place", ErrNotDir, abs, describe(fi))
@@ -96,7 +96,7 @@ func CheckTarget(out string, force bool, protect ...string) error {
 		return nil
 	}
 	if !force {
-		return fmt.Errorf("%w: %s (use --force to replace it)", ErrExists, abs)
+		return fmt.Errorf("%w: %s", ErrExists, abs)
 	}
 	return replaceable(abs)
 }
@@ -106,7 +106,7 @@ func CheckTarget(out string, force bool, protect ...string) error {
 func replaceable(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnsafeTarget, err)
+		return fmt.Errorf("%w: %w", ErrUnsafeTarget, err)
 	}
 	if len(ents) == 0 {
 		return nil
@@ -135,7 +135,7 @@ func replaceable(dir string) error {
 	if len(names) > 8 {
 		held += fmt.Sprintf(", ... (%d entries)", len(names))
 	}
-	return fmt.Errorf("%w: %s is neither a model directory (config.json + *.safetensors) nor a wanda output (%s); --force replaces only those. It holds: %s",
+	return fmt.Errorf("%w: %s is neither a model directory (config.json + *.safetensors) nor a wanda output (%s), the only directories that are replaced. It holds: %s",
 		ErrUnsafeTarget, dir, ReportFile, held)
 }
 

@@ -38,7 +38,7 @@ func RequireFull(tb testing.TB, what string) {
 }
 
 // errNoModule reports that no go.mod lies above the working directory.
-var errNoModule = errors.New("go.mod not found above the test directory")
+var errNoModule = errors.New("testenv: go.mod not found above the test directory")
 
 // moduleRoot walks up from the working directory to the directory holding
 // go.mod.

@@ -21,9 +21,9 @@ const DefaultMemoryBudget = 512 << 20
 // Sentinel errors.
 var (
 	// ErrTooFewTokens: fewer tokens than one window.
-	ErrTooFewTokens = errors.New("fewer tokens than one window")
+	ErrTooFewTokens = errors.New("eval: fewer tokens than one window")
 	// ErrBadOptions: an invalid option (seqlen < 2, negative counts).
-	ErrBadOptions = errors.New("invalid evaluation options")
+	ErrBadOptions = errors.New("eval: invalid options")
 	// ErrNonFinite: the model produced NaN or ±Inf (activations, a window's
 	// loss, or the perplexity); the error names where, and the first tensor
 	// holding NaN or ±Inf when there is one.

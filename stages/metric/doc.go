@@ -10,12 +10,18 @@
 //     (torch.abs(W) * torch.sqrt(scaler_row.reshape((1,-1)))): sqrt is the correctly
 //     rounded float32 square root and the product one float32 multiplication, so scores are
 //     bit-identical to torch's for the same float32 inputs.
+//   - RIA ("ria", parameter a): S_ij = (|W_ij|/Σ_k|W_ik| + |W_ij|/Σ_k|W_kj|) · SumSq_j^(a/2),
+//     relative importance times the input norm to the power a (see RIA for the arithmetic).
 //
-// Both reject NaN/±Inf in W (and, for Wanda, in SumSq, or a negative SumSq whose sqrt
-// would be NaN) with an error wrapping pipeline.ErrNonFinite, and a SumSq whose length is
-// not Cols with pipeline.ErrShape. W is never modified.
+// The three are registered with the pipeline's registry (register.go), which gives the CLI
+// their names, help and parameters.
 //
-// Both are row-local and implement pipeline.RowMetric: RowScorer checks the statistics once
-// per tensor and ScoreRows scores blocks of rows, bit for bit as Score (errors name the row
-// in the whole tensor).
+// All reject NaN/±Inf in W (and, for Wanda and RIA, in SumSq, or a negative SumSq whose
+// sqrt would be NaN) with an error wrapping pipeline.ErrNonFinite, and a SumSq whose length
+// is not Cols with pipeline.ErrShape. W is never modified. Rows (and RIA's column sums) are
+// computed on tensor.ParallelFor; the scores do not depend on the number of threads.
+//
+// Magnitude and Wanda are row-local and implement pipeline.RowMetric: RowScorer checks the
+// statistics once per tensor and ScoreRows scores blocks of rows, bit for bit as Score
+// (errors name the row in the whole tensor). RIA needs whole columns and does not.
 package metric

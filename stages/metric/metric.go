@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/tensor"
 )
 
 // ErrUnknown is returned by Builtin for a name that is not a built-in metric.
-var ErrUnknown = errors.New("unknown metric")
+//
+// Deprecated: with Builtin.
+var ErrUnknown = errors.New("metric: unknown metric")
 
 // Builtin returns the built-in metric called name: "magnitude" or "wanda".
+//
+// Deprecated: the registry knows every built-in metric (RIA too) with its parameters: use
+// pipeline.BuiltinMetric, or the types (Magnitude{}, Wanda{}) directly.
 func Builtin(name string) (pipeline.Metric, error) {
 	switch name {
 	case "magnitude":
@@ -43,7 +47,7 @@ func (mg Magnitude) Score(ctx context.Context, w pipeline.Matrix, _ *pipeline.St
 		return pipeline.Matrix{}, err
 	}
 	out := pipeline.NewMatrix(w.Rows, w.Cols)
-	parallelRows(w.Rows, func(lo, hi int) {
+	tensor.ParallelFor(w.Rows, rowGrain, func(lo, hi int) {
 		src, dst := w.Data[lo*w.Cols:hi*w.Cols], out.Data[lo*w.Cols:hi*w.Cols]
 		for k, v := range src {
 			dst[k] = abs32(v)
@@ -67,12 +71,8 @@ func (wd Wanda) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats
 	if err := checkW(name, w, info); err != nil {
 		return pipeline.Matrix{}, err
 	}
-	if st == nil {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
-	}
-	if len(st.SumSq) != w.Cols {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
-			name, info, len(st.SumSq), w.Cols, pipeline.ErrShape)
+	if err := checkSumSq(name, st, w.Cols, info); err != nil {
+		return pipeline.Matrix{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return pipeline.Matrix{}, err
@@ -82,7 +82,7 @@ func (wd Wanda) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats
 		return pipeline.Matrix{}, err
 	}
 	out := pipeline.NewMatrix(w.Rows, w.Cols)
-	parallelRows(w.Rows, func(lo, hi int) {
+	tensor.ParallelFor(w.Rows, rowGrain, func(lo, hi int) {
 		wandaRows(out.Data[lo*w.Cols:hi*w.Cols], w.Data[lo*w.Cols:hi*w.Cols], norm)
 	})
 	return out, nil
@@ -118,12 +118,8 @@ func wandaRows(dst, w, norm []float32) {
 // S_ij depends only on W_ij and SumSq_j.
 func (wd Wanda) RowScorer(st *pipeline.Stats, cols int, info pipeline.LayerInfo) (pipeline.RowScorer, error) {
 	name := wd.Name()
-	if st == nil {
-		return nil, fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
-	}
-	if len(st.SumSq) != cols {
-		return nil, fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
-			name, info, len(st.SumSq), cols, pipeline.ErrShape)
+	if err := checkSumSq(name, st, cols, info); err != nil {
+		return nil, err
 	}
 	norm, err := wandaNorm(name, st.SumSq, info)
 	if err != nil {
@@ -170,6 +166,18 @@ var (
 	_ pipeline.RowMetric = Magnitude{}
 )
 
+// checkSumSq checks that st holds one input statistic (SumSq) per input column.
+func checkSumSq(name string, st *pipeline.Stats, cols int, info pipeline.LayerInfo) error {
+	if st == nil {
+		return fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
+	}
+	if len(st.SumSq) != cols {
+		return fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
+			name, info, len(st.SumSq), cols, pipeline.ErrShape)
+	}
+	return nil
+}
+
 func checkW(name string, w pipeline.Matrix, info pipeline.LayerInfo) error {
 	return checkRows(name, w, 0, info)
 }
@@ -196,20 +204,9 @@ func checkRows(name string, w pipeline.Matrix, row0 int, info pipeline.LayerInfo
 	return nil
 }
 
-// parallelRows runs fn over [0, rows) split among up to GOMAXPROCS goroutines.
-func parallelRows(rows int, fn func(lo, hi int)) {
-	n := max(1, min(runtime.GOMAXPROCS(0), rows/64))
-	if n == 1 {
-		fn(0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	for g := range n {
-		lo, hi := g*rows/n, (g+1)*rows/n
-		wg.Go(func() { fn(lo, hi) })
-	}
-	wg.Wait()
-}
+// rowGrain is the smallest number of rows (or columns) worth handing to another goroutine
+// (tensor.ParallelFor, which honours tensor.SetThreads).
+const rowGrain = 64
 
 func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
 

@@ -16,11 +16,19 @@ var info = pipeline.LayerInfo{Layer: 5, Tensor: "model.layers.5.self_attn.o_proj
 
 func TestConformance(t *testing.T) {
 	for _, name := range []string{"magnitude", "wanda"} {
-		m, err := Builtin(name)
+		m, err := pipeline.BuiltinMetric(name, nil) // as registered (register.go)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Run(name, func(t *testing.T) { stagetest.TestMetric(t, m, stagetest.StrictErrors()) })
+	}
+}
+
+func TestBuiltinDeprecated(t *testing.T) {
+	for _, name := range []string{"magnitude", "wanda"} {
+		if m, err := Builtin(name); err != nil || m.Name() != name {
+			t.Errorf("Builtin(%s) = %v, %v", name, m, err)
+		}
 	}
 	if _, err := Builtin("owl"); !errors.Is(err, ErrUnknown) {
 		t.Errorf("Builtin(owl): %v", err)

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/tensor"
 )
 
 // ErrBadArg reports a metric parameter out of range.
@@ -51,12 +52,8 @@ func (ra RIA) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats, 
 	if err := checkW(name, w, info); err != nil {
 		return pipeline.Matrix{}, err
 	}
-	if st == nil {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: no calibration statistics: %w", name, info, pipeline.ErrShape)
-	}
-	if len(st.SumSq) != w.Cols {
-		return pipeline.Matrix{}, fmt.Errorf("metric %s: %s: %d input statistics for %d input columns: %w",
-			name, info, len(st.SumSq), w.Cols, pipeline.ErrShape)
+	if err := checkSumSq(name, st, w.Cols, info); err != nil {
+		return pipeline.Matrix{}, err
 	}
 	act := make([]float64, w.Cols)
 	for j, s := range st.SumSq {
@@ -70,7 +67,7 @@ func (ra RIA) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats, 
 	}
 	rows, cols := w.Rows, w.Cols
 	rowSum := make([]float64, rows)
-	parallelRows(rows, func(lo, hi int) {
+	tensor.ParallelFor(rows, rowGrain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			var s float64
 			for _, v := range w.Row(i) {
@@ -81,7 +78,7 @@ func (ra RIA) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats, 
 	})
 	// Column sums over the rows in order, split by columns so that each sum keeps that order.
 	colSum := make([]float64, cols)
-	parallelRows(cols, func(lo, hi int) {
+	tensor.ParallelFor(cols, rowGrain, func(lo, hi int) {
 		part := colSum[lo:hi]
 		for i := range rows {
 			for k, v := range w.Data[i*cols+lo : i*cols+hi] {
@@ -90,7 +87,7 @@ func (ra RIA) Score(ctx context.Context, w pipeline.Matrix, st *pipeline.Stats, 
 		}
 	})
 	out := pipeline.NewMatrix(rows, cols)
-	parallelRows(rows, func(lo, hi int) {
+	tensor.ParallelFor(rows, rowGrain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			rs := rowSum[i]
 			dst := out.Row(i)

@@ -32,7 +32,8 @@
 // select on order-preserving 32-bit keys followed by a tie pass in index order, which
 // yields exactly the set a stable sort would give.
 //
-// Rows (or columns) are processed by up to runtime.GOMAXPROCS(0) goroutines.
+// Rows (or columns) are processed in chunks by tensor.ParallelFor, so by up to
+// tensor.Threads() goroutines; the masks do not depend on how many.
 //
 // Both patterns also select over row blocks of a tensor (pipeline.RowPattern, rows.go), for
 // every target except unstructured per-column selection: per-row and N:M rules row by row,

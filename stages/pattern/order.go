@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/tensor"
 )
 
 // sortKey maps a non-NaN float32 to a uint32 whose unsigned order is the numeric order of
@@ -152,11 +152,6 @@ func nanError(name string, info pipeline.LayerInfo, i, j int) error {
 	return fmt.Errorf("pattern %s: %s: score [%d,%d] is NaN: %w", name, info, i, j, pipeline.ErrNonFinite)
 }
 
-// workers returns how many goroutines to use for n independent units of work.
-func workers(n int) int {
-	return max(1, min(runtime.GOMAXPROCS(0), n))
-}
-
 // rowGrain is the smallest number of rows whose bits fill whole mask words, so that
 // goroutines owning different row chunks never write the same uint64.
 func rowGrain(cols int) int {
@@ -168,43 +163,32 @@ func rowGrain(cols int) int {
 }
 
 // parallelChunks calls fn(lo, hi) over [0, n) in chunks that are multiples of grain (except
-// the last), from up to workers(n) goroutines. The first error (in chunk order of
-// discovery) stops further chunks and is returned; ctx cancellation is checked per chunk.
+// the last) of about target indices, on tensor.ParallelFor (so from up to tensor.Threads()
+// goroutines). The first error (in chunk order of discovery) stops further chunks and is
+// returned; ctx cancellation is checked per chunk.
 func parallelChunks(ctx context.Context, n, grain, target int, fn func(lo, hi int) error) error {
 	if n == 0 {
 		return ctx.Err()
 	}
 	chunk := max(grain, (target+grain-1)/grain*grain)
 	nchunks := (n + chunk - 1) / chunk
-	w := workers(nchunks)
-	var next atomic.Int64
 	var once sync.Once
 	var firstErr error
 	var failed atomic.Bool
-	var wg sync.WaitGroup
-	for range w {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !failed.Load() {
-				c := int(next.Add(1) - 1)
-				if c >= nchunks {
-					return
-				}
-				err := ctx.Err()
-				if err == nil {
-					lo := c * chunk
-					err = fn(lo, min(n, lo+chunk))
-				}
-				if err != nil {
-					once.Do(func() { firstErr = err })
-					failed.Store(true)
-					return
-				}
+	tensor.ParallelFor(nchunks, 1, func(c0, c1 int) {
+		for c := c0; c < c1 && !failed.Load(); c++ {
+			err := ctx.Err()
+			if err == nil {
+				lo := c * chunk
+				err = fn(lo, min(n, lo+chunk))
 			}
-		}()
-	}
-	wg.Wait()
+			if err != nil {
+				once.Do(func() { firstErr = err })
+				failed.Store(true)
+				return
+			}
+		}
+	})
 	return firstErr
 }
 

@@ -2,27 +2,12 @@ package pattern
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
 
 	"github.com/wanda-go/wanda/pipeline"
 )
-
-// ErrUnknown is returned by Builtin for a name that is not a built-in pattern.
-var ErrUnknown = errors.New("unknown pattern")
-
-// Builtin returns the built-in pattern called name: "unstructured" or "nm".
-func Builtin(name string) (pipeline.Pattern, error) {
-	switch name {
-	case "unstructured":
-		return Unstructured{}, nil
-	case "nm", "n:m":
-		return NM{}, nil
-	}
-	return nil, fmt.Errorf("pattern %q: %w (want unstructured or nm)", name, ErrUnknown)
-}
 
 // ForTarget returns the built-in pattern for t: NM when t is structured, else Unstructured.
 func ForTarget(t pipeline.Target) pipeline.Pattern {
@@ -344,20 +329,7 @@ func (p NM) Select(ctx context.Context, scores pipeline.Matrix, t pipeline.Targe
 			if j := rowKeys(keys, row); j >= 0 {
 				return nanError(name, info, i, j)
 			}
-			var bw bitWriter
-			bw.start(m.Bits, i*C)
-			for g := 0; g < C; g += M {
-				// Ties are broken as the reference's torch.topk does on the CPU.
-				TorchSmallestK(row[g:g+M], N, pruned, q)
-				for _, p := range pruned {
-					var b uint64
-					if p {
-						b = 1
-					}
-					bw.put(b)
-				}
-			}
-			bw.flush()
+			nmRow(m.Bits, i*C, row, N, M, pruned, q)
 		}
 		return nil
 	})
@@ -365,4 +337,23 @@ func (p NM) Select(ctx context.Context, scores pipeline.Matrix, t pipeline.Targe
 		return nil, err
 	}
 	return m, nil
+}
+
+// nmRow writes the mask bits of one row of scores from bit bit0 of bits on: in every
+// aligned group of m columns the n lowest scores are pruned, ties broken as the reference's
+// torch.topk does on the CPU (TorchSmallestK). pruned and q are scratch of m entries.
+func nmRow(bits []uint64, bit0 int, row []float32, n, m int, pruned []bool, q []topkElem) {
+	var bw bitWriter
+	bw.start(bits, bit0)
+	for g := 0; g < len(row); g += m {
+		TorchSmallestK(row[g:g+m], n, pruned, q)
+		for _, p := range pruned {
+			var b uint64
+			if p {
+				b = 1
+			}
+			bw.put(b)
+		}
+	}
+	bw.flush()
 }

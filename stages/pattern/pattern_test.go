@@ -32,17 +32,18 @@ func TestConformanceNM(t *testing.T) {
 }
 
 func TestBuiltin(t *testing.T) {
-	for _, name := range []string{"unstructured", "nm"} {
-		p, err := Builtin(name)
-		if err != nil || p.Name() != name {
-			t.Errorf("Builtin(%q) = %v, %v", name, p, err)
+	// The registry (register.go) and ForTarget pick the same pattern for a target.
+	for _, c := range []struct {
+		t    pipeline.Target
+		name string
+	}{{pipeline.Target{N: 2, M: 4}, "nm"}, {pipeline.Target{Sparsity: 0.5}, "unstructured"}, {pipeline.Target{Sparsity: 0.5, Group: pipeline.GroupMatrix}, "unstructured"}} {
+		p, err := pipeline.BuiltinPattern(c.t)
+		if err != nil || p.Name() != c.name {
+			t.Errorf("BuiltinPattern(%v) = %v, %v; want %s", c.t, p, err, c.name)
 		}
-	}
-	if _, err := Builtin("sparsegpt"); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Builtin(sparsegpt): %v, want ErrUnknown", err)
-	}
-	if ForTarget(pipeline.Target{N: 2, M: 4}).Name() != "nm" || ForTarget(pipeline.Target{Sparsity: 0.5}).Name() != "unstructured" {
-		t.Errorf("ForTarget picked the wrong pattern")
+		if got := ForTarget(c.t).Name(); got != c.name {
+			t.Errorf("ForTarget(%v) = %s, want %s", c.t, got, c.name)
+		}
 	}
 	// Each pattern refuses the other's targets.
 	sc := pipeline.Matrix{Rows: 2, Cols: 8, Data: make([]float32, 16)}

@@ -181,20 +181,7 @@ func (s *nmRows) SelectRows(mask *pipeline.Mask, scores pipeline.Matrix, row0 in
 	}
 	pruned, q := sc.pruned[:M], sc.q[:M]
 	for i := range scores.Rows {
-		row := scores.Row(i)
-		var bw bitWriter
-		bw.start(mask.Bits, i*C)
-		for g := 0; g < C; g += M {
-			TorchSmallestK(row[g:g+M], N, pruned, q)
-			for _, p := range pruned {
-				var b uint64
-				if p {
-					b = 1
-				}
-				bw.put(b)
-			}
-		}
-		bw.flush()
+		nmRow(mask.Bits, i*C, scores.Row(i), N, M, pruned, q)
 	}
 	return nil
 }

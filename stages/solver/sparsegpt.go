@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
-	"sync"
 
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/stages/pattern"
@@ -245,7 +243,7 @@ func (p *pruner) block(w1, err1 []float32, m1 []bool, i1, i2 int) {
 			m1[q] = v <= th
 		}
 	}
-	parallelRows(R, func(lo, hi int) {
+	tensor.ParallelFor(R, 8, func(lo, hi int) { // rows are independent; 8 per range at least
 		for r := lo; r < hi; r++ {
 			p.row(w1[r*n:(r+1)*n], err1[r*n:(r+1)*n], m1[r*n:(r+1)*n], d, d2, i1)
 		}
@@ -297,25 +295,6 @@ func selectNM(w, d2 []float32, n int, m []bool) {
 		tmp[a] = float32(v*v) / d2[a]
 	}
 	pattern.TorchSmallestK(tmp, n, m, nil)
-}
-
-// parallelRows runs fn over [0, n) split among up to GOMAXPROCS goroutines.
-func parallelRows(n int, fn func(lo, hi int)) {
-	wk := max(1, min(runtime.GOMAXPROCS(0), n/8))
-	if wk == 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for g := range wk {
-		lo, hi := g*n/wk, (g+1)*n/wk
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
 }
 
 var _ pipeline.Solver = (*SparseGPT)(nil)

@@ -1,0 +1,56 @@
+//go:build unix
+
+package testhook
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+)
+
+// helperEnv makes the test binary, run again as a child, call CrashAt for the point it names.
+const helperEnv = "TESTHOOK_HELPER_POINT"
+
+func TestMain(m *testing.M) {
+	if point := os.Getenv(helperEnv); point != "" {
+		CrashAt(point, 3)
+		os.Exit(0) // not killed
+	}
+	os.Exit(m.Run())
+}
+
+// TestCrashAt runs the test binary as a child that calls CrashAt("export", 3): it must die
+// of SIGKILL exactly when WANDA_CRASH_AT names that point and layer.
+func TestCrashAt(t *testing.T) {
+	for _, c := range []struct {
+		env    string
+		killed bool
+	}{
+		{"export:3", true},
+		{"", false},
+		{"export:4", false},
+		{"forward:3", false},
+		{"export:3 ", false},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=export", CrashAtEnv+"="+c.env)
+		err := cmd.Run()
+		var ee *exec.ExitError
+		killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() &&
+			ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
+		if killed != c.killed || (!killed && err != nil) {
+			t.Errorf("%s=%q: child ended with %v, want killed=%v", CrashAtEnv, c.env, err, c.killed)
+		}
+	}
+}
+
+func TestSkipSpaceCheck(t *testing.T) {
+	for env, want := range map[string]bool{"": false, "0": false, "true": false, "1": true} {
+		t.Setenv(SkipSpaceCheckEnv, env)
+		if got := SkipSpaceCheck(); got != want {
+			t.Errorf("%s=%q: SkipSpaceCheck() = %v, want %v", SkipSpaceCheckEnv, env, got, want)
+		}
+	}
+}
