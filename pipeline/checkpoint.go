@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/testhook"
 )
 
 // A work directory (--workdir) lets an interrupted run continue where it stopped. After each
@@ -332,15 +333,7 @@ func clearWorkDir(dir string, layers int) {
 	os.Remove(dir)
 }
 
-// crashPoint kills the process with SIGKILL when WANDA_CRASH_AT names this point
-// ("forward:L", "export:L" or "between:L"): a test hook for the resume tests, which must
-// see a real, unclean death at a known place.
-func crashPoint(point string, layer int) {
-	v := os.Getenv("WANDA_CRASH_AT")
-	if v == "" || v != fmt.Sprintf("%s:%d", point, layer) {
-		return
-	}
-	p, _ := os.FindProcess(os.Getpid())
-	p.Signal(os.Kill)
-	select {}
-}
+// crashPoint is the test hook for the resume tests (internal/testhook.CrashAt): the process
+// dies with SIGKILL at point ("forward", "export", "between", "prepass") of layer l when
+// WANDA_CRASH_AT names it.
+func crashPoint(point string, layer int) { testhook.CrashAt(point, layer) }

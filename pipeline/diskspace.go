@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"github.com/wanda-go/wanda/internal/testhook"
 	"os"
 	"path/filepath"
 )
@@ -17,7 +18,7 @@ var ErrNoSpace = errors.New("pipeline: not enough free disk space")
 // WANDA_SKIP_SPACE_CHECK=1 skips the check (a test hook: it lets tests run out of space
 // in the middle of writing).
 func checkDiskSpace(opt *Options, out string, seqlen int, linear, scratch int64) error {
-	if os.Getenv("WANDA_SKIP_SPACE_CHECK") == "1" {
+	if testhook.SkipSpaceCheck() {
 		return nil
 	}
 	var need int64

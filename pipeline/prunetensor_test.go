@@ -14,7 +14,7 @@ import (
 
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/stages/metric"
+	_ "github.com/wanda-go/wanda/stages/metric"
 	"github.com/wanda-go/wanda/stages/pattern"
 	"github.com/wanda-go/wanda/stages/solver"
 	"github.com/wanda-go/wanda/tensor"
@@ -145,7 +145,7 @@ type wholeMetric struct{ pipeline.Metric }
 type wholePattern struct{ pipeline.Pattern }
 
 func method(name string, t pipeline.Target) pipeline.Method {
-	m, err := metric.Builtin(name)
+	m, err := pipeline.BuiltinMetric(name, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -7,14 +7,14 @@ import (
 	"testing"
 
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/stages/metric"
+	_ "github.com/wanda-go/wanda/stages/metric"
 	"github.com/wanda-go/wanda/stages/pattern"
 	"github.com/wanda-go/wanda/stages/refine"
 )
 
 // BenchmarkScore4096 measures one Score call on a 4096×4096 matrix (64 MiB of weights):
 //
-//	builtin        metric.Builtin("wanda") in process (the compute alone)
+//	builtin        pipeline.BuiltinMetric("wanda", nil) in process (the compute alone)
 //	plugin-wanda   the same metric out of process: host copy into the scratch file, NaN
 //	               prefill, RPC, plugin maps the files, computes into its own buffer, copies
 //	               into the result file, host copies out and checks every score is finite
@@ -45,7 +45,7 @@ func BenchmarkScore4096(b *testing.B) {
 		}
 	}
 	b.Run("builtin", func(b *testing.B) {
-		m, _ := metric.Builtin("wanda")
+		m, _ := pipeline.BuiltinMetric("wanda", nil)
 		run(b, m)
 	})
 	b.Run("plugin-wanda", func(b *testing.B) { run(b, openMetric(b, "wanda", opts)) })
@@ -73,7 +73,7 @@ func BenchmarkRefineBlock(b *testing.B) {
 	st := refineStats(r, cols)
 	info := pipeline.LayerInfo{Layer: 0, Tensor: "model.layers.0.self_attn.q_proj.weight", Part: "q_proj", Expert: -1}
 	ctx := context.Background()
-	wanda, _ := metric.Builtin("wanda")
+	wanda, _ := pipeline.BuiltinMetric("wanda", nil)
 	scores, err := wanda.Score(ctx, w, st, info)
 	if err != nil {
 		b.Fatal(err)

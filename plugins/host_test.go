@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/wanda-go/wanda/pipeline"
-	"github.com/wanda-go/wanda/stages/metric"
+	_ "github.com/wanda-go/wanda/stages/metric"
 	"github.com/wanda-go/wanda/stages/pattern"
 	"github.com/wanda-go/wanda/stages/stagetest"
 )
@@ -50,7 +50,7 @@ func randStats(r *rand.Rand, cols int) *pipeline.Stats {
 }
 
 func TestWandaPluginBitIdenticalToBuiltin(t *testing.T) {
-	builtin, err := metric.Builtin("wanda")
+	builtin, err := pipeline.BuiltinMetric("wanda", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestScheduleMatchesBuiltinPerLayer(t *testing.T) {
 }
 
 func TestConcurrentCalls(t *testing.T) {
-	builtin, _ := metric.Builtin("wanda")
+	builtin, _ := pipeline.BuiltinMetric("wanda", nil)
 	m := openMetric(t, "wanda", quiet(nil))
 	ctx := context.Background()
 	var wg sync.WaitGroup

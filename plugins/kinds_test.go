@@ -11,7 +11,7 @@ import (
 
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/stages/allocate"
-	"github.com/wanda-go/wanda/stages/metric"
+	_ "github.com/wanda-go/wanda/stages/metric"
 	"github.com/wanda-go/wanda/stages/pattern"
 	"github.com/wanda-go/wanda/stages/refine"
 	"github.com/wanda-go/wanda/stages/stagetest"
@@ -161,7 +161,7 @@ func refineStats(r *rand.Rand, cols int) *pipeline.Stats {
 // The example dsnot plugin refines Wanda's masks exactly as the built-in DSnoT does.
 func TestDSnoTPluginEqualsBuiltin(t *testing.T) {
 	ctx := context.Background()
-	wanda, err := metric.Builtin("wanda")
+	wanda, err := pipeline.BuiltinMetric("wanda", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

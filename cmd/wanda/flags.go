@@ -10,7 +10,8 @@ import (
 
 	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/internal/staging"
-	"github.com/wanda-go/wanda/stages/metric"
+	"github.com/wanda-go/wanda/pipeline"
+	_ "github.com/wanda-go/wanda/stages/metric"
 	"github.com/wanda-go/wanda/transform"
 )
 
@@ -205,10 +206,10 @@ func checkPruneFlags(c *cli.Context) error {
 func checkDemoFlags(c *cli.Context) error {
 	m := c.String("method")
 	switch {
-	case m == "sparsegpt" || isPluginSpec(m):
+	case isPluginSpec(m):
 	default:
-		if _, err := metric.Builtin(m); err != nil {
-			return fmt.Errorf("%w: --method: %v", errUsage, err)
+		if _, err := pipeline.BuiltinMethod(m, pipeline.Target{Sparsity: 0.5}, nil); err != nil {
+			return fmt.Errorf("%w: --method: %w", errUsage, err)
 		}
 	}
 	if p := c.String("pattern"); !isPluginSpec(p) {

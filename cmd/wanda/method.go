@@ -47,7 +47,7 @@ func refineParams(c *cli.Context, name string) pipeline.Params {
 
 // methodExtras sets what prune's flags add to the method: --ignore, --sparsity-file,
 // --allocation, --stats, and the run key that makes a checkpoint specific to them.
-func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt *pipeline.Options) error {
+func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt *pipeline.Options, closers *[]func()) error {
 	var key []string
 	for _, expr := range c.StringSlice("ignore") {
 		re, err := regexp.Compile(expr)
@@ -94,17 +94,27 @@ func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt 
 		if opt.Target.Structured() {
 			return fmt.Errorf("%w: --allocation %s sets unstructured sparsities; it does not apply to --pattern %s", errUsage, name, c.String("pattern"))
 		}
-		p := pipeline.Params{}
-		if name == "owl" {
-			p["m"] = strconv.FormatFloat(c.Float64("owl-m"), 'g', -1, 64)
-			p["lambda"] = strconv.FormatFloat(c.Float64("owl-lambda"), 'g', -1, 64)
+		if isPluginSpec(name) {
+			a, closeFn, err := loadAllocationPlugin(c, name)
+			if err != nil {
+				return err
+			}
+			*closers = append(*closers, closeFn)
+			opt.Allocator = a
+			key = append(key, fmt.Sprintf("allocation=%v", a))
+		} else {
+			p := pipeline.Params{}
+			if name == "owl" {
+				p["m"] = strconv.FormatFloat(c.Float64("owl-m"), 'g', -1, 64)
+				p["lambda"] = strconv.FormatFloat(c.Float64("owl-lambda"), 'g', -1, 64)
+			}
+			a, err := pipeline.BuiltinAllocator(name, p)
+			if err != nil {
+				return fmt.Errorf("%w: --allocation: %w", errUsage, err)
+			}
+			opt.Allocator = a
+			key = append(key, fmt.Sprintf("allocation=%s%v", name, p))
 		}
-		a, err := pipeline.BuiltinAllocator(name, p)
-		if err != nil {
-			return fmt.Errorf("%w: --allocation: %w", errUsage, err)
-		}
-		opt.Allocator = a
-		key = append(key, fmt.Sprintf("allocation=%s%v", name, p))
 	}
 	if r := opt.Method.Refiner; r != nil {
 		key = append(key, fmt.Sprintf("refine=%s%+v", r.Name(), r))

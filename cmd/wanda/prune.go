@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"log/slog"
+	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
@@ -141,8 +141,24 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		}
 	}
 	target.Group = pipeline.DefaultGroup(methodName)
+	closers := []func(){}
+	defer func() {
+		for _, f := range closers {
+			f()
+		}
+	}()
+	if err := checkStageArgs(c, isPluginSpec); err != nil {
+		return err
+	}
 	var refiner pipeline.Refiner
-	if name := c.String("refine"); name != "" {
+	if name := c.String("refine"); isPluginSpec(name) {
+		r, closeFn, err := loadRefinePlugin(c, name)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, closeFn)
+		refiner, target.Group = r, pipeline.GroupRow
+	} else if name != "" {
 		var g pipeline.Group
 		if refiner, g, err = pipeline.BuiltinRefiner(name, refineParams(c, name)); err != nil {
 			return fmt.Errorf("%w: --refine: %w", errUsage, err)
@@ -159,12 +175,6 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		return fmt.Errorf("%w: --variant applies to --method wanda with --pattern unstructured only", errUsage)
 	}
 
-	closers := []func(){}
-	defer func() {
-		for _, f := range closers {
-			f()
-		}
-	}()
 	var method pipeline.Method
 	if isPluginSpec(methodName) {
 		m, closeFn, err := loadMetricPlugin(c, methodName)
@@ -223,7 +233,7 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 	if opt.Model, err = newModel(set, cfg, c.String("moe-stats")); err != nil {
 		return err
 	}
-	if err := methodExtras(c, cfg, set, &opt); err != nil {
+	if err := methodExtras(c, cfg, set, &opt, &closers); err != nil {
 		return err
 	}
 	needCalib := method.NeedsStats() || opt.Allocator != nil

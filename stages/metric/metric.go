@@ -2,32 +2,12 @@ package metric
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/tensor"
 )
-
-// ErrUnknown is returned by Builtin for a name that is not a built-in metric.
-//
-// Deprecated: with Builtin.
-var ErrUnknown = errors.New("metric: unknown metric")
-
-// Builtin returns the built-in metric called name: "magnitude" or "wanda".
-//
-// Deprecated: the registry knows every built-in metric (RIA too) with its parameters: use
-// pipeline.BuiltinMetric, or the types (Magnitude{}, Wanda{}) directly.
-func Builtin(name string) (pipeline.Metric, error) {
-	switch name {
-	case "magnitude":
-		return Magnitude{}, nil
-	case "wanda":
-		return Wanda{}, nil
-	}
-	return nil, fmt.Errorf("metric %q: %w (want magnitude or wanda)", name, ErrUnknown)
-}
 
 // Magnitude scores a weight by its absolute value.
 type Magnitude struct{}

@@ -24,17 +24,6 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-func TestBuiltinDeprecated(t *testing.T) {
-	for _, name := range []string{"magnitude", "wanda"} {
-		if m, err := Builtin(name); err != nil || m.Name() != name {
-			t.Errorf("Builtin(%s) = %v, %v", name, m, err)
-		}
-	}
-	if _, err := Builtin("owl"); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Builtin(owl): %v", err)
-	}
-}
-
 // TestWandaExact checks |W_ij|·sqrt(S_j) bit for bit: sqrt must be the correctly rounded
 // float32 square root (verified here by comparing squares of the neighbours, exact in
 // float64) and the product a single float32 rounding of the exact product (float64 holds

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/wanda-go/wanda/pipeline"
+	"github.com/wanda-go/wanda/tensor"
 )
 
 // DSnoT is the training-free mask refinement of Zhang et al., "Dynamic Sparse No Training"
@@ -135,7 +135,7 @@ func (d DSnoT) Refine(ctx context.Context, w pipeline.Matrix, mask *pipeline.Mas
 	swaps := make([][]swap, w.Rows)
 	var firstErr error
 	var once sync.Once
-	parallelRows(w.Rows, func(lo, hi int) {
+	tensor.ParallelFor(w.Rows, 16, func(lo, hi int) {
 		ws := newWork(w.Cols)
 		for i := lo; i < hi; i++ {
 			if (i-lo)%64 == 0 {
@@ -442,19 +442,4 @@ func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) 
 func clearBit(m *pipeline.Mask, i, j int) {
 	k := i*m.Cols + j
 	m.Bits[k>>6] &^= 1 << (uint(k) & 63)
-}
-
-// parallelRows runs fn over [0, rows) split among up to GOMAXPROCS goroutines.
-func parallelRows(rows int, fn func(lo, hi int)) {
-	n := max(1, min(runtime.GOMAXPROCS(0), rows/16))
-	if n == 1 {
-		fn(0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	for g := range n {
-		lo, hi := g*rows/n, (g+1)*rows/n
-		wg.Go(func() { fn(lo, hi) })
-	}
-	wg.Wait()
 }
