@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/regfile"
 )
 
@@ -19,7 +20,7 @@ func copyModelFiles(srcDir, dst string) error {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if !e.Type().IsRegular() || strings.HasSuffix(name, ".safetensors") || name == "model.safetensors.index.json" ||
+		if !e.Type().IsRegular() || strings.HasSuffix(name, ".safetensors") || name == safetensors.IndexName ||
 			name == ReportFile || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".bin") || strings.HasSuffix(name, ".pt") {
 			continue
 		}

@@ -104,10 +104,10 @@ func Resolve(spec string, dirs []string) (string, error) {
 	if strings.ContainsRune(s, '/') || strings.ContainsRune(s, filepath.Separator) || strings.HasPrefix(s, ".") {
 		abs, err := filepath.Abs(s)
 		if err != nil {
-			return "", fmt.Errorf("%w: %s: %v", ErrNotFound, spec, err)
+			return "", fmt.Errorf("%w: %s: %w", ErrNotFound, spec, err)
 		}
 		if err := checkExecutable(abs); err != nil {
-			return "", fmt.Errorf("%w: %s: %v", ErrNotFound, spec, err)
+			return "", fmt.Errorf("%w: %s: %w", ErrNotFound, spec, err)
 		}
 		return abs, nil
 	}

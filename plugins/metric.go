@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/plugins/internal/shm"
@@ -156,7 +157,7 @@ func checkResult(got, want *pb.TensorDesc) error {
 	if got == nil {
 		return errors.New("reply without a result descriptor")
 	}
-	if !equalDims(got.Shape, want.Shape) {
+	if !slices.Equal(got.Shape, want.Shape) {
 		return fmt.Errorf("%w: result shape %v, want %v", pipeline.ErrShape, got.Shape, want.Shape)
 	}
 	if got.Dtype != want.Dtype || got.Path != want.Path || got.Offset != want.Offset {
@@ -164,18 +165,6 @@ func checkResult(got, want *pb.TensorDesc) error {
 			got.Dtype, got.Path, got.Offset, want.Dtype, want.Path, want.Offset)
 	}
 	return nil
-}
-
-func equalDims(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // fillNaN fills b (a float32 buffer) with quiet NaNs.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/regfile"
 	"github.com/wanda-go/wanda/internal/staging"
 )
@@ -154,7 +155,7 @@ func writeFileSync(path string, data []byte) error {
 // skipper returns a skip function for copyOtherFiles that drops the given
 // shard paths, the safetensors index and config.json.
 func skipper(shards []string) func(string) bool {
-	drop := map[string]bool{ConfigName: true, "model.safetensors.index.json": true}
+	drop := map[string]bool{ConfigName: true, safetensors.IndexName: true}
 	for _, s := range shards {
 		drop[filepath.Base(s)] = true
 	}
@@ -164,6 +165,6 @@ func skipper(shards []string) func(string) bool {
 		}
 		// Never copy weight files that would collide with the ones written.
 		m, _ := filepath.Match("model-*-of-*.safetensors", name)
-		return m || name == "model.safetensors"
+		return m || name == safetensors.SingleName
 	}
 }

@@ -18,7 +18,7 @@ import (
 func sampleCalibration(c *cli.Context, file string, seqlen, nsamples int, seed int64) ([][]int32, error) {
 	f, err := textdata.ParseFormat(c.String("calib-format"))
 	if err != nil {
-		return nil, fmt.Errorf("%w: --calib-format: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: --calib-format: %w", errUsage, err)
 	}
 	docs, err := textdata.Documents(file, f)
 	if err != nil {

@@ -109,7 +109,7 @@ func checkDemoDir(dir string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("%w: --dir: %v", errUsage, err)
+		return fmt.Errorf("%w: --dir: %w", errUsage, err)
 	}
 	var other []string
 	for _, e := range ents {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wanda-go/wanda/internal/staging"
 	"github.com/wanda-go/wanda/internal/termui"
 )
 
@@ -48,6 +50,9 @@ func newApp() *cli.App {
 
 func main() {
 	if err := newApp().Run(os.Args); err != nil {
+		if errors.Is(err, staging.ErrExists) {
+			err = fmt.Errorf("%w (use --force to replace it)", err)
+		}
 		fmt.Fprintln(os.Stderr, "wanda:", err)
 		os.Exit(1)
 	}

@@ -69,7 +69,7 @@ func pluginHostOptions(c *cli.Context) (plugins.HostOptions, error) {
 func pluginHostOptionsArgs(c *cli.Context, argFlag string) (plugins.HostOptions, error) {
 	args, err := plugins.ParseArgs(c.StringSlice(argFlag))
 	if err != nil {
-		return plugins.HostOptions{}, fmt.Errorf("%w: --%s: %v", errUsage, argFlag, err)
+		return plugins.HostOptions{}, fmt.Errorf("%w: --%s: %w", errUsage, argFlag, err)
 	}
 	return plugins.HostOptions{
 		Args:       args,
@@ -156,7 +156,7 @@ func pluginSetupArgs(c *cli.Context, spec, argFlag string) (string, plugins.Host
 	}
 	path, err := plugins.Resolve(spec, dirs)
 	if err != nil {
-		return "", plugins.HostOptions{}, fmt.Errorf("%w: %v", errUsage, err)
+		return "", plugins.HostOptions{}, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	opts, err := pluginHostOptionsArgs(c, argFlag)
 	return path, opts, err

@@ -260,9 +260,9 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			if opt.WorkDir != "" {
-				return fmt.Errorf("interrupted (%v); finished layers are checkpointed in %s: run the same command with --resume to continue", err, opt.WorkDir)
+				return fmt.Errorf("interrupted (%w); finished layers are checkpointed in %s: run the same command with --resume to continue", err, opt.WorkDir)
 			}
-			return fmt.Errorf("interrupted: no output was written (%v); use --workdir DIR to be able to resume", err)
+			return fmt.Errorf("interrupted: no output was written (%w); use --workdir DIR to be able to resume", err)
 		}
 		return err
 	}

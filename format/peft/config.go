@@ -70,7 +70,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	dec.UseNumber()
 	var raw map[string]any
 	if err := dec.Decode(&raw); err != nil || raw == nil {
-		return nil, fmt.Errorf("%w: not a JSON object (%v)", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: not a JSON object: %w", ErrInvalid, err)
 	}
 	c := &Config{Raw: raw, Bias: "none"}
 	var err error
@@ -232,20 +232,20 @@ func ParseConfig(data []byte) (*Config, error) {
 	for _, re := range []string{c.TargetRegex, c.ExcludeRegex} {
 		if re != "" && re != "all-linear" {
 			if _, e := regexp.Compile(re); e != nil {
-				return nil, fmt.Errorf("%w: target/exclude regular expression %q: %v", ErrUnsupported, re, e)
+				return nil, fmt.Errorf("%w: target/exclude regular expression %q: %w", ErrUnsupported, re, e)
 			}
 		}
 	}
 	for _, pats := range []map[string]int{c.RankPattern} {
 		for k := range pats {
 			if _, e := patternRE(k); e != nil {
-				return nil, fmt.Errorf("%w: rank_pattern key %q: %v", ErrUnsupported, k, e)
+				return nil, fmt.Errorf("%w: rank_pattern key %q: %w", ErrUnsupported, k, e)
 			}
 		}
 	}
 	for k := range c.AlphaPattern {
 		if _, e := patternRE(k); e != nil {
-			return nil, fmt.Errorf("%w: alpha_pattern key %q: %v", ErrUnsupported, k, e)
+			return nil, fmt.Errorf("%w: alpha_pattern key %q: %w", ErrUnsupported, k, e)
 		}
 	}
 	switch {

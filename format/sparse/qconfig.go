@@ -45,7 +45,7 @@ func decodeTop(configJSON []byte) (map[string]json.RawMessage, error) {
 	var top map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(configJSON))
 	if err := dec.Decode(&top); err != nil {
-		return nil, fmt.Errorf("%w: not a JSON object: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: not a JSON object: %w", ErrConfig, err)
 	}
 	if top == nil {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrConfig)
@@ -62,7 +62,7 @@ func encodeTop(top map[string]json.RawMessage) ([]byte, error) {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(top); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return buf.Bytes(), nil
 }
@@ -87,7 +87,7 @@ func WithSparsityConfig(configJSON []byte, sc SparsityConfig) ([]byte, error) {
 	}
 	q, err := json.Marshal(quantizationConfig{QuantMethod: QuantMethod, Version: CTVersion, SparsityConfig: &sc, TransformConfig: map[string]any{}})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	top["quantization_config"] = q
 	return encodeTop(top)
@@ -125,10 +125,10 @@ func ReadSparsityConfig(configJSON []byte) (*SparsityConfig, error) {
 	}
 	var sc SparsityConfig
 	if err := json.Unmarshal(scRaw, &sc); err != nil {
-		return nil, fmt.Errorf("%w: quantization_config.sparsity_config: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: quantization_config.sparsity_config: %w", ErrConfig, err)
 	}
 	if _, err := ParseFormat(string(sc.Format)); err != nil {
-		return nil, fmt.Errorf("%w: quantization_config.sparsity_config: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: quantization_config.sparsity_config: %w", ErrConfig, err)
 	}
 	return &sc, nil
 }

@@ -57,7 +57,7 @@ func Build(dir string) (map[string]string, error) {
 	}
 	cmd := exec.Command(gotool, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("plugintest: go %s: %v\n%s", strings.Join(args, " "), err, out)
+		return nil, fmt.Errorf("plugintest: go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	paths := map[string]string{}
 	for name, pkg := range Packages {

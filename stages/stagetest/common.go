@@ -21,8 +21,9 @@ type config struct {
 	meanTol        float64
 }
 
-// LowerIndexTies also checks the built-ins' tie rule: among equal scores the lower index
-// (column for row groups and N:M, row for column groups) is pruned first.
+// LowerIndexTies also checks the built-ins' unstructured tie rule: among equal scores the
+// lower index (column for row groups, row for column groups) is pruned first. (N:M ties follow
+// PyTorch's CPU topk order, which the N:M checks take from the reference.)
 func LowerIndexTies() Option { return func(c *config) { c.lowerIndexTies = true } }
 
 // StrictErrors also checks that errors wrap the pipeline sentinels (ErrNonFinite for NaN

@@ -248,7 +248,7 @@ func checkRule(sc pipeline.Matrix, tg pipeline.Target, m *pipeline.Mask, lowerTi
 					pr = append(pr, m.Get(i, j))
 				}
 				if err := checkGroup(vals, pr, tg.N, lowerTies); err != nil {
-					return fmt.Errorf("row %d, columns %d..%d: %v", i, g, g+tg.M-1, err)
+					return fmt.Errorf("row %d, columns %d..%d: %w", i, g, g+tg.M-1, err)
 				}
 			}
 		}
@@ -279,7 +279,7 @@ func checkRule(sc pipeline.Matrix, tg pipeline.Target, m *pipeline.Mask, lowerTi
 				pr = append(pr, m.Get(i, j))
 			}
 			if err := checkGroup(vals, pr, k, lowerTies); err != nil {
-				return fmt.Errorf("row %d: %v", i, err)
+				return fmt.Errorf("row %d: %w", i, err)
 			}
 		}
 	case tg.Group == pipeline.GroupColumn:
@@ -291,7 +291,7 @@ func checkRule(sc pipeline.Matrix, tg pipeline.Target, m *pipeline.Mask, lowerTi
 				pr = append(pr, m.Get(i, j))
 			}
 			if err := checkGroup(vals, pr, k, lowerTies); err != nil {
-				return fmt.Errorf("column %d: %v", j, err)
+				return fmt.Errorf("column %d: %w", j, err)
 			}
 		}
 	case tg.Group == pipeline.GroupMatrix:

@@ -178,7 +178,7 @@ func streamSelect(ctx context.Context, r *rand.Rand, sel pipeline.RowSelector, s
 			return err
 		}
 		if err := checkMaskShape(bm, r1-r0, C); err != nil {
-			return fmt.Errorf("block mask of rows %d..%d: %v", r0, r1, err)
+			return fmt.Errorf("block mask of rows %d..%d: %w", r0, r1, err)
 		}
 		mu.Lock()
 		defer mu.Unlock()

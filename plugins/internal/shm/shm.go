@@ -110,12 +110,12 @@ func Open(d *pb.TensorDesc, dt pb.DType, writable bool) (*Region, error) {
 	}
 	f, err := os.OpenFile(d.Path, flag, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDesc, err)
+		return nil, fmt.Errorf("%w: %w", ErrDesc, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDesc, err)
+		return nil, fmt.Errorf("%w: %w", ErrDesc, err)
 	}
 	length := uint64(n) * uint64(es)
 	if d.Offset > uint64(fi.Size()) || length > uint64(fi.Size())-d.Offset {
