@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -134,16 +131,14 @@ func runEval(c *cli.Context) error {
 	defer src.Close()
 
 	opt := eval.Options{SeqLen: seqlen, MaxWindows: c.Int("max-windows"), MemoryBudget: int64(c.Int("memory-mib")) << 20}
-	var bar *progressBar
-	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
-		bar = &progressBar{w: f}
-		opt.Progress = bar.update
+	if stderr == os.Stderr { // the console: a bar on a terminal, nothing otherwise
+		opt.Progress = func(p eval.Progress) {
+			console.Progress(fmt.Sprintf("eval %d/%d windows", p.WindowsDone, p.Windows), p.Done, p.Total)
+		}
 	}
 	slog.Debug("eval", "model", dir, "format", src.Format(), "config", cfg.String(), "tokens", len(ids), "seqlen", seqlen)
 	res, err := eval.PerplexityFrom(c.Context, src, cfg, ids, opt)
-	if bar != nil {
-		bar.finish()
-	}
+	console.Finish()
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
@@ -213,52 +208,4 @@ func readTokenIDs(path, key string) ([]int32, error) {
 		ids[i] = int32(x)
 	}
 	return ids, nil
-}
-
-// isTerminal reports whether f is a character device (a terminal).
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// progressBar draws a one-line progress bar with \r, at most every 100 ms.
-type progressBar struct {
-	w     io.Writer
-	mu    sync.Mutex
-	last  time.Time
-	drawn bool
-}
-
-func (p *progressBar) update(pr eval.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if pr.Done < pr.Total && time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	const width = 30
-	frac := 0.0
-	if pr.Total > 0 {
-		frac = float64(pr.Done) / float64(pr.Total)
-	}
-	fill := int(frac * width)
-	eta := "--"
-	if pr.Done > 0 && pr.Done < pr.Total {
-		rem := time.Duration(float64(pr.Elapsed) * (1/frac - 1))
-		eta = rem.Round(time.Second).String()
-	} else if pr.Done == pr.Total {
-		eta = "0s"
-	}
-	fmt.Fprintf(p.w, "\reval [%s%s] %3.0f%%  %d/%d windows  chunk %d/%d  %s elapsed, ETA %s \x1b[K",
-		strings.Repeat("=", fill), strings.Repeat(" ", width-fill), frac*100,
-		pr.WindowsDone, pr.Windows, min(pr.Chunk+1, pr.Chunks), pr.Chunks, pr.Elapsed.Round(time.Second), eta)
-	p.drawn = true
-}
-
-func (p *progressBar) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprintln(p.w)
-	}
 }
