@@ -322,7 +322,9 @@ func (p *tensorRun) finish(wk *blockWorker, w Matrix, r0 int, bits []uint64, bas
 	return nil
 }
 
-// scored prunes with a metric and a pattern.
+// scored prunes with a metric and a pattern: streamed in row blocks when the metric is a
+// RowMetric and the pattern can select row blocks for the target, otherwise from the whole
+// tensor's scores in a scratch map.
 func (p *tensorRun) scored(ctx context.Context, met Metric, pat Pattern) error {
 	info, t, R, C := p.job.Info, p.job.Target, p.R, p.C
 	mname, pname := "metric "+met.Name(), "pattern "+pat.Name()
@@ -341,77 +343,19 @@ func (p *tensorRun) scored(ctx context.Context, met Metric, pat Pattern) error {
 		}
 		sel = s
 	}
-
-	switch {
-	case p.scorer == nil:
-		// The metric needs the whole weight: widen it into a scratch map.
-		wf, err := p.scratch(R * C)
-		if err != nil {
-			return err
-		}
-		err = p.forBlocks(ctx, func(_ *blockWorker, r0, r1 int) error {
-			p.job.W.RowsF32(wf[r0*C:r1*C], r0, r1)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		p.wholeW = wf
-		scores, err := met.Score(ctx, Matrix{Rows: R, Cols: C, Data: wf}, p.job.Stats, info)
-		if err != nil {
-			return stageError(info, mname, err)
-		}
-		if scores.Rows != R || scores.Cols != C || len(scores.Data) != R*C {
-			return fmt.Errorf("%s: %s: %w: scores %dx%d for weight %dx%d", info, mname, ErrShape, scores.Rows, scores.Cols, R, C)
-		}
-		p.wholeS = scores.Data
-	case sel == nil:
-		// The pattern needs the whole scores: score the row blocks into a scratch map.
-		sf, err := p.scratch(R * C)
-		if err != nil {
-			return err
-		}
-		err = p.forBlocks(ctx, func(wk *blockWorker, r0, r1 int) error {
-			w := p.weights(wk, r0, r1)
-			dst := Matrix{Rows: r1 - r0, Cols: C, Data: sf[r0*C : r1*C]}
-			if err := p.scorer.ScoreRows(dst, w, r0); err != nil {
-				return stageError(info, mname, err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		p.wholeS = sf
+	if p.scorer != nil && sel != nil {
+		return p.streamed(ctx, sel, mname, pname)
 	}
-
-	if sel == nil {
-		mask, err := pat.Select(ctx, Matrix{Rows: R, Cols: C, Data: p.wholeS}, t, info)
-		if err != nil {
-			return stageError(info, pname, err)
-		}
-		if mask == nil || mask.Rows != R || mask.Cols != C || len(mask.Bits) != (R*C+63)/64 {
-			return fmt.Errorf("%s: %s: %w: mask of the wrong shape", info, pname, ErrShape)
-		}
-		p.wholeS = nil // the scores are no longer needed; the mask pass reads only weights
-		return p.forBlocks(ctx, func(wk *blockWorker, r0, r1 int) error {
-			w := p.weights(wk, r0, r1)
-			if p.refiner == nil {
-				return p.finish(wk, w, r0, mask.Bits, r0*C)
-			}
-			m := wk.blockMask(r1-r0, C)
-			for k := range (r1 - r0) * C {
-				if q := r0*C + k; mask.Bits[q>>6]>>(uint(q)&63)&1 != 0 {
-					m.Bits[k>>6] |= 1 << (uint(k) & 63)
-				}
-			}
-			if err := p.refine(ctx, w, m, r0); err != nil {
-				return err
-			}
-			return p.finish(wk, w, r0, m.Bits, 0)
-		})
+	if err := p.wholeScores(ctx, met, mname); err != nil {
+		return err
 	}
+	return p.selectWhole(ctx, pat, pname)
+}
 
+// streamed runs the selector's read passes over the row blocks' scores, then selects,
+// refines and writes each block.
+func (p *tensorRun) streamed(ctx context.Context, sel RowSelector, mname, pname string) error {
+	info, C := p.job.Info, p.C
 	for sel.NextPass() {
 		err := p.forBlocks(ctx, func(wk *blockWorker, r0, r1 int) error {
 			_, s, err := p.scores(wk, r0, r1, mname)
@@ -441,6 +385,83 @@ func (p *tensorRun) scored(ctx context.Context, met Metric, pat Pattern) error {
 		m := wk.blockMask(r1-r0, C)
 		if err := sel.SelectRows(m, s, r0); err != nil {
 			return stageError(info, pname, err)
+		}
+		if err := p.refine(ctx, w, m, r0); err != nil {
+			return err
+		}
+		return p.finish(wk, w, r0, m.Bits, 0)
+	})
+}
+
+// wholeScores puts the whole tensor's scores in p.wholeS: from the metric's Score on the
+// whole weight (widened into a scratch map) when it is not a RowMetric, else scored block by
+// block into a scratch map.
+func (p *tensorRun) wholeScores(ctx context.Context, met Metric, mname string) error {
+	info, R, C := p.job.Info, p.R, p.C
+	if p.scorer == nil {
+		wf, err := p.scratch(R * C)
+		if err != nil {
+			return err
+		}
+		err = p.forBlocks(ctx, func(_ *blockWorker, r0, r1 int) error {
+			p.job.W.RowsF32(wf[r0*C:r1*C], r0, r1)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		p.wholeW = wf
+		scores, err := met.Score(ctx, Matrix{Rows: R, Cols: C, Data: wf}, p.job.Stats, info)
+		if err != nil {
+			return stageError(info, mname, err)
+		}
+		if scores.Rows != R || scores.Cols != C || len(scores.Data) != R*C {
+			return fmt.Errorf("%s: %s: %w: scores %dx%d for weight %dx%d", info, mname, ErrShape, scores.Rows, scores.Cols, R, C)
+		}
+		p.wholeS = scores.Data
+		return nil
+	}
+	sf, err := p.scratch(R * C)
+	if err != nil {
+		return err
+	}
+	err = p.forBlocks(ctx, func(wk *blockWorker, r0, r1 int) error {
+		w := p.weights(wk, r0, r1)
+		dst := Matrix{Rows: r1 - r0, Cols: C, Data: sf[r0*C : r1*C]}
+		if err := p.scorer.ScoreRows(dst, w, r0); err != nil {
+			return stageError(info, mname, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.wholeS = sf
+	return nil
+}
+
+// selectWhole has the pattern choose the whole mask from p.wholeS, then refines and writes
+// the row blocks.
+func (p *tensorRun) selectWhole(ctx context.Context, pat Pattern, pname string) error {
+	info, t, R, C := p.job.Info, p.job.Target, p.R, p.C
+	mask, err := pat.Select(ctx, Matrix{Rows: R, Cols: C, Data: p.wholeS}, t, info)
+	if err != nil {
+		return stageError(info, pname, err)
+	}
+	if mask == nil || mask.Rows != R || mask.Cols != C || len(mask.Bits) != (R*C+63)/64 {
+		return fmt.Errorf("%s: %s: %w: mask of the wrong shape", info, pname, ErrShape)
+	}
+	p.wholeS = nil // the scores are no longer needed; the mask pass reads only weights
+	return p.forBlocks(ctx, func(wk *blockWorker, r0, r1 int) error {
+		w := p.weights(wk, r0, r1)
+		if p.refiner == nil {
+			return p.finish(wk, w, r0, mask.Bits, r0*C)
+		}
+		m := wk.blockMask(r1-r0, C)
+		for k := range (r1 - r0) * C {
+			if q := r0*C + k; mask.Bits[q>>6]>>(uint(q)&63)&1 != 0 {
+				m.Bits[k>>6] |= 1 << (uint(k) & 63)
+			}
 		}
 		if err := p.refine(ctx, w, m, r0); err != nil {
 			return err
@@ -537,91 +558,4 @@ func stageError(info LayerInfo, stage string, err error) error {
 		return fmt.Errorf("%s: %w", info, err)
 	}
 	return fmt.Errorf("%s: %s: %w", info, stage, err)
-}
-
-// TensorMemory estimates the peak anonymous memory, in bytes, that pruning a rows×cols
-// tensor with method m and target t takes: PruneTensor's row blocks, a whole-tensor mask
-// where the pattern cannot stream t (2 bits per weight, enough for the built-in per-column
-// selection) and whole-tensor scores where the metric is not a RowMetric (it returns them
-// from Score); for a solver, the weight in fp32, the Hessian of the statistics
-// (cols²·8 bytes, which the caller holds) and what the solver reports through SolverMemory.
-// Memory-mapped weights and scratch maps are page cache and not counted.
-func TensorMemory(m Method, t Target, rows, cols int) int64 {
-	return tensorMemory(m, t, rows, cols).total()
-}
-
-type memParts struct{ blocks, weights, hessian, solver, scores, mask int64 }
-
-func (mp memParts) total() int64 {
-	return mp.blocks + mp.weights + mp.hessian + mp.solver + mp.scores + mp.mask
-}
-
-func tensorMemory(m Method, t Target, rows, cols int) memParts {
-	R, C := int64(rows), int64(cols)
-	block, workers := blockShape(rows, cols, 0)
-	// Per goroutine: weights and scores in fp32, the output bytes (at most 4 per value) and
-	// the block mask.
-	mp := memParts{blocks: int64(workers) * int64(block) * C * (4 + 4 + 4 + 1)}
-	if m.Solver != nil {
-		mp.weights = R * C * 4
-		mp.hessian = C * C * 8
-		if sm, ok := m.Solver.(SolverMemory); ok {
-			mp.solver = sm.SolveMemory(rows, cols)
-		}
-		return mp
-	}
-	if _, ok := m.Metric.(RowMetric); !ok {
-		mp.scores = R * C * 4
-	}
-	if _, ok := m.Pattern.(RowPattern); !ok || (!t.Structured() && t.Group == GroupColumn) {
-		mp.mask = 2 * ((R*C + 63) / 64 * 8)
-	}
-	return mp
-}
-
-// CheckMemory fails with ErrMemoryLimit when pruning the tensor name (rows×cols) with m and t
-// needs more than limit bytes of memory (TensorMemory); limit <= 0 means no limit. The
-// message names the tensor, the bytes and how to proceed.
-func CheckMemory(m Method, t Target, name string, rows, cols int, limit int64) error {
-	if limit <= 0 {
-		return nil
-	}
-	mp := tensorMemory(m, t, rows, cols)
-	need := mp.total()
-	if need <= limit {
-		return nil
-	}
-	if m.Solver != nil {
-		return fmt.Errorf("%w: %s on %s [%d, %d] needs about %s (weights in fp32 %s, Hessian %s, %s's working memory %s), over the limit of %s: "+
-			"raise the memory limit on a machine with more RAM, or use a method without a Hessian (wanda, magnitude)",
-			ErrMemoryLimit, m.Solver.Name(), name, rows, cols, gib(need), gib(mp.weights), gib(mp.hessian), m.Solver.Name(), gib(mp.solver+mp.blocks), gib(limit))
-	}
-	return fmt.Errorf("%w: %s on %s [%d, %d] needs about %s, over the limit of %s: raise the memory limit, or use stages that work on row blocks",
-		ErrMemoryLimit, m.Name, name, rows, cols, gib(need), gib(limit))
-}
-
-func gib(n int64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }
-
-// TensorScratch bounds the bytes of scratch files in TensorJob.ScratchDir that pruning a
-// rows×cols tensor with m and t uses at once (for a free-space check before the run): 4 per
-// weight for the whole scores when the pattern cannot stream t (or is not a RowPattern), 4
-// per weight for the fp32 weights when the metric is not a RowMetric, and 4 per weight for
-// the sorted rows of the adaptive variant. The built-in stages need none except for the
-// variant and per-column selection.
-func TensorScratch(m Method, t Target, rows, cols int) int64 {
-	if m.Solver != nil {
-		return 0
-	}
-	n := int64(rows) * int64(cols) * 4
-	var b int64
-	if _, ok := m.Metric.(RowMetric); !ok {
-		b += n
-	}
-	if _, ok := m.Pattern.(RowPattern); !ok || (!t.Structured() && t.Group == GroupColumn) {
-		b += n
-	}
-	if !t.Structured() && t.Variant {
-		b += n
-	}
-	return b
 }
