@@ -85,6 +85,10 @@ func NewFrom(src Source, cfg *config.Config, opt Options) (*Model, error) {
 // Config is the completed configuration.
 func (m *Model) Config() *config.Config { return m.cfg }
 
+// Tensors is every tensor the model's checkpoint holds, from the architecture table
+// (pipeline.TensorLister).
+func (m *Model) Tensors() []config.TensorSpec { return m.arch.Tensors(m.cfg) }
+
 // Arch is the model's entry in the architecture table.
 func (m *Model) Arch() *arch.Arch { return m.arch }
 

@@ -63,6 +63,13 @@ type ExpertCounter interface {
 	ExpertTokens() []int64
 }
 
+// TensorLister is implemented by models that know every tensor their checkpoint holds
+// (model.Model, from the architecture table): Run then checks the whole checkpoint against
+// config.json before it writes anything. A tied checkpoint may still carry lm_head.weight.
+type TensorLister interface {
+	Tensors() []config.TensorSpec
+}
+
 // Model gives the runner what it needs of the network: its layers' layout, embeddings, and
 // blocks, one at a time.
 type Model interface {
