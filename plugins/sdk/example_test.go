@@ -70,3 +70,16 @@ func ExampleServeRefine() {
 		return mask, nil
 	})
 }
+
+// A metric plugin: |W| (magnitude) out of process. Built as wanda-plugin-absw into a plugin
+// directory, it runs with `wanda prune --method plugin:absw --plugin-dir DIR`.
+func ExampleServeMetric() {
+	sdk.ServeMetric(sdk.MetricInfo{Name: "absw", Description: "|W| (magnitude) as a plugin"},
+		func(w, s sdk.Tensor, info sdk.LayerInfo) (sdk.Tensor, error) {
+			out := sdk.NewTensor(w.Shape[0], w.Shape[1])
+			for i, v := range w.Data {
+				out.Data[i] = max(v, -v)
+			}
+			return out, nil
+		})
+}
