@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -21,13 +22,51 @@ import (
 // methodParams are the stage parameters of built-in method name given by flags.
 func methodParams(c *cli.Context, name string) pipeline.Params {
 	p := pipeline.Params{}
-	if name == "ria" || c.IsSet("ria-a") {
+	if name == "ria" {
 		p["a"] = strconv.FormatFloat(c.Float64("ria-a"), 'g', -1, 64)
-		if name != "ria" {
-			p["a"] = "" // rejected by the method: --ria-a applies to --method ria
-		}
 	}
 	return p
+}
+
+// methodFlags are the flags of one stage's parameters and the stage they belong to: giving
+// one without its stage is refused (checkMethodFlags) rather than silently ignored.
+var methodFlags = []struct {
+	stage, value string // the flag choosing the stage, and its value
+	flags        []string
+}{
+	{"method", "ria", []string{"ria-a"}},
+	{"allocation", "owl", []string{"owl-m", "owl-lambda"}},
+	{"refine", "dsnot", []string{"dsnot-max-cycles", "dsnot-update-threshold", "dsnot-pow-of-var", "dsnot-same-sign", "dsnot-skip-layer"}},
+}
+
+// checkMethodFlags refuses a stage's parameter flags given without the stage (e.g. --ria-a
+// without --method ria; a metric plugin takes its arguments as --plugin-arg key=value).
+func checkMethodFlags(c *cli.Context) error {
+	for _, m := range methodFlags {
+		if c.String(m.stage) == m.value {
+			continue
+		}
+		for _, f := range m.flags {
+			if c.IsSet(f) {
+				hint := ""
+				if m.stage == "method" && isPluginSpec(c.String("method")) {
+					hint = " (a plugin takes its arguments as --plugin-arg key=value)"
+				}
+				return fmt.Errorf("%w: --%s applies to --%s %s%s", errUsage, f, m.stage, m.value, hint)
+			}
+		}
+	}
+	return nil
+}
+
+// keyOf describes a built-in stage's settings for the run key: its exported fields as JSON
+// (deterministic, unlike fmt's %v, which prints the addresses of nested pointers).
+func keyOf(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("wanda: run key of %T: %v", v, err))
+	}
+	return string(b)
 }
 
 // refineParams are the parameters of refinement name given by flags.
@@ -48,6 +87,9 @@ func refineParams(c *cli.Context, name string) pipeline.Params {
 // methodExtras sets what prune's flags add to the method: --ignore, --sparsity-file,
 // --allocation, --stats, and the run key that makes a checkpoint specific to them.
 func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt *pipeline.Options) error {
+	if err := checkMethodFlags(c); err != nil {
+		return err
+	}
 	var key []string
 	for _, expr := range c.StringSlice("ignore") {
 		re, err := regexp.Compile(expr)
@@ -83,9 +125,12 @@ func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt 
 			}
 			return s, "sparsity file: " + string(src), true
 		}
-		sum := sha256.New()
-		fmt.Fprintf(sum, "%+v", *f)
-		key = append(key, "sparsity-file="+hex.EncodeToString(sum.Sum(nil)))
+		// The file's settings, not its name or layout: a resumed run may name the same
+		// sparsities by another path.
+		named := *f
+		named.Path = ""
+		sum := sha256.Sum256([]byte(keyOf(named)))
+		key = append(key, "sparsity-file="+hex.EncodeToString(sum[:]))
 	}
 	if name := c.String("allocation"); name != "" {
 		if opt.SparsityOf != nil {
@@ -107,7 +152,7 @@ func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt 
 		key = append(key, fmt.Sprintf("allocation=%s%v", name, p))
 	}
 	if r := opt.Method.Refiner; r != nil {
-		key = append(key, fmt.Sprintf("refine=%s%+v", r.Name(), r))
+		key = append(key, "refine="+r.Name()+keyOf(r))
 	}
 	switch s := c.String("stats"); s {
 	case "auto":
@@ -124,8 +169,17 @@ func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt 
 	if ms := c.String("moe-stats"); ms != "all" {
 		key = append(key, "moe-stats="+ms)
 	}
-	if m := opt.Method.Metric; m != nil {
-		key = append(key, fmt.Sprintf("metric=%+v", m))
+	// A plugin is known by its spec (a metric plugin's is the Method's name) and arguments.
+	metricPlugin, patternPlugin := isPluginSpec(c.String("method")), isPluginSpec(c.String("pattern"))
+	if m := opt.Method.Metric; m != nil && !metricPlugin {
+		key = append(key, "metric="+m.Name()+keyOf(m))
+	}
+	if patternPlugin {
+		key = append(key, "pattern-plugin="+c.String("pattern"))
+	}
+	if metricPlugin || patternPlugin {
+		args := slices.Sorted(slices.Values(c.StringSlice("plugin-arg")))
+		key = append(key, "plugin-args="+keyOf(args))
 	}
 	slices.Sort(key)
 	opt.RunKey = strings.Join(key, ";")
