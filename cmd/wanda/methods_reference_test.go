@@ -214,6 +214,10 @@ func maskAgreement(t *testing.T, out string, ref *safetensors.File, prefix strin
 	if tensors != 42 {
 		t.Errorf("compared %d tensors, want 42", tensors)
 	}
+	if differ == 0 {
+		t.Logf("%s: all %d mask entries of the %d tensors equal the reference's", strings.TrimSuffix(prefix, "/"), total, tensors)
+		return differ, total
+	}
 	t.Logf("%s: %d of %d mask entries differ from the reference (agreement %.6f); worst tensor %.6f (%s); per tensor: %s",
 		strings.TrimSuffix(prefix, "/"), differ, total, 1-float64(differ)/float64(total), worst, worstName, strings.Join(per, " "))
 	return differ, total
@@ -393,7 +397,7 @@ func TestMethodsReferencePerplexities(t *testing.T) {
 			out, _ := methodsPrune(t, shared, run)
 			ppl := evalPPL(t, shared, out, 0)
 			rel, tol := math.Abs(ppl-run.PPL)/run.PPL, methodsTolerance(run.Method)
-			t.Logf("%s: ppl %.4f, reference %.4f (rel. diff %.5f, tolerance %g)", run.name(), ppl, run.PPL, rel, tol)
+			t.Logf("%s: ppl %.6f, reference %.6f (rel. diff %.2g, tolerance %g)", run.name(), ppl, run.PPL, rel, tol)
 			if rel > tol {
 				t.Errorf("%s: ppl %.4f differs from the reference %.4f by %.3f%% (> %g%%)", run.name(), ppl, run.PPL, rel*100, tol*100)
 			}

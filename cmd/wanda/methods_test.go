@@ -411,8 +411,8 @@ func TestResumeMethodsAfterKill(t *testing.T) {
 					if err := json.Unmarshal(resumed.Bytes(), &rep); err != nil {
 						t.Fatalf("resumed report: %v\n%s", err, resumed.String())
 					}
-					if !reflect.DeepEqual(rep.Allocation, wantRep.Allocation) {
-						t.Errorf("resumed allocation %+v, uninterrupted %+v", rep.Allocation, wantRep.Allocation)
+					if a, b := allocCore(rep.Allocation), allocCore(wantRep.Allocation); !reflect.DeepEqual(a, b) {
+						t.Errorf("resumed allocation %+v, uninterrupted %+v", a, b)
 					}
 					if !reflect.DeepEqual(rep.Tensors, wantRep.Tensors) {
 						t.Errorf("resumed report's tensors differ from the uninterrupted run's")
@@ -452,6 +452,14 @@ func fmtTarget(p *float64) string {
 		return "none"
 	}
 	return strconv.FormatFloat(*p, 'g', -1, 64)
+}
+
+// allocCore is an allocation report without its timings.
+func allocCore(a *pipeline.AllocationReport) any {
+	if a == nil {
+		return nil
+	}
+	return []any{a.Name, a.Summaries, a.Sparsities}
 }
 
 func allocSparsities(a *pipeline.AllocationReport) []float64 {
