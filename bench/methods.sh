@@ -30,7 +30,10 @@
 #           (issue: ≤ 1.1). The pre-pass runs the full dense layers (their outputs feed the
 #           next layer); the pruning pass's dense forward stops at the down projection's
 #           input (model.Block.ForwardStats), so it computes about 18% fewer products on
-#           this model: that part of the ratio is not the allocator's.
+#           this model: that part of the ratio is not the allocator's. The pre-pass
+#           against a full dense pass, in wall and CPU seconds, is BenchmarkPrePass
+#           (stages/allocate). On a loaded machine wall-clock ratios vary from run to run
+#           by 2× and more; the CPU seconds vary far less.
 # Needs: go (unless --bin), python3, /usr/bin/time.
 set -euo pipefail
 
@@ -120,5 +123,8 @@ for r in runs["owl"]:
         pre, how = r["secs"] - r["inlayers"] - outside, "estimated: owl's seconds outside its layers − wanda's (median)"
     ratios.append(pre / r["dense"])
 print(f"OWL:   pre-pass / Σ dense_forward_seconds of the same run: median {st.median(ratios):.3f} (runs: {' '.join(f'{x:.3f}' for x in ratios)}; pre-pass from {how})   (issue 15: ≤ 1.1)")
-print(f"       owl / wanda  wall {med('owl', 'wall') / med('wanda', 'wall'):.3f}  cpu {med('owl', 'cpu') / med('wanda', 'cpu'):.3f}")
+print(f"       owl / wanda  wall {med('owl', 'wall') / med('wanda', 'wall'):.3f}  cpu {med('owl', 'cpu') / med('wanda', 'cpu'):.3f};"
+      f" the pre-pass's CPU ≈ median owl − median wanda = {med('owl', 'cpu') - med('wanda', 'cpu'):.1f} s")
+print("       (wall-clock ratios follow the machine's load; against a full dense pass, in CPU seconds:"
+      " go test -run '^$' -bench PrePass -benchtime 1x -count 5 ./stages/allocate)")
 EOF

@@ -223,6 +223,39 @@ func maskAgreement(t *testing.T, out string, ref *safetensors.File, prefix strin
 	return differ, total
 }
 
+// refWanda opens reference.safetensors (its Wanda masks are "wanda:<pattern>/<tensor>").
+func refWanda(t *testing.T, shared string) *safetensors.File {
+	t.Helper()
+	f, err := safetensors.Open(filepath.Join(shared, "reference/tiny-llama-a/reference.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// refMaskDiff counts the entries of the 42 linears' masks where two reference runs differ.
+func refMaskDiff(t *testing.T, f1 *safetensors.File, p1 string, f2 *safetensors.File, p2 string) int {
+	t.Helper()
+	n := 0
+	for l := 0; l < 6; l++ {
+		for _, p := range config.Linears {
+			name := config.LayerTensor(l, p)
+			a, _, _ := refMask(t, f1, p1+name)
+			b, _, _ := refMask(t, f2, p2+name)
+			if len(a) != len(b) {
+				t.Fatalf("%s: %d vs %d mask entries in %s and %s", name, len(a), len(b), p1, p2)
+			}
+			for k := range a {
+				if a[k] != b[k] {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
 // maskedTiny writes tiny-llama-a with the reference's masks under prefix applied: every
 // linear's masked entries set to +0.0, everything else copied. The weights come from the
 // reference's masks and the original model only, not from our pruner.
@@ -334,7 +367,9 @@ func checkRealised(t *testing.T, run methodsRun, rep *pipeline.Report) {
 // TestMethodsReference prunes tiny-llama-a with OWL and DSnoT as methods.json's runs did and
 // checks, per run: OWL's per-layer sparsities and outlier counts, the realised per-layer and
 // global sparsities, the masks (≥ 99.9% of each tensor equal; the differing entries are
-// logged), and the perplexity over the first refWindows WikiText-2 windows.
+// logged; the reference's masks must differ from Wanda's at the same target, so that the
+// comparison shows the method), and the perplexity over the first refWindows WikiText-2
+// windows.
 //
 // ../shared holds no per-window numbers of the reference runs, so the windowed perplexity's
 // expectation is the reference's own pruned model rebuilt from its masks and the original
@@ -363,6 +398,16 @@ func TestMethodsReference(t *testing.T) {
 			}
 			checkRealised(t, run, rep)
 			maskAgreement(t, out, masks, run.MaskPrefix)
+			// The comparison has teeth: the reference's masks are not Wanda's at the same target.
+			wf, wp := masks, fmt.Sprintf("wanda-%.2f-unstructured/", run.Sparsity)
+			if run.Pattern != "unstructured" {
+				wf, wp = refWanda(t, shared), "wanda:"+run.Pattern+"/"
+			}
+			if n := refMaskDiff(t, masks, run.MaskPrefix, wf, wp); n == 0 {
+				t.Errorf("%s: the reference's masks equal Wanda's (%s): the run would not show the method", run.name(), wp)
+			} else {
+				t.Logf("%s: the reference's masks differ from Wanda's (%s) in %d entries", run.name(), wp, n)
+			}
 
 			if dense == 0 {
 				dense = evalPPL(t, shared, filepath.Join(shared, "models/tiny-llama-a"), refWindows)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/wanda-go/wanda/format/config"
 	"github.com/wanda-go/wanda/format/safetensors"
@@ -38,8 +39,10 @@ func (s stopAfterAllocation) Allocate(ctx context.Context, sum [][]float64, t pi
 //	       scores of every weight and OWL's two passes over them (mean, outlier count)
 //
 // The ratio owl/dense is the pre-pass's cost beyond a dense pass (issue 15 asks ≤ 1.1).
-// Each iteration takes half a minute on two cores: run it with -benchtime 1x -count N
-// (sub-benchmarks then alternate).
+// Besides ns/op (wall) each reports cpu-s/op, the process's CPU seconds (user + system) per
+// iteration, which a machine shared with other work disturbs less. Each iteration takes
+// half a minute on two cores: run it with -benchtime 1x -count N (the sub-benchmarks then
+// alternate).
 func BenchmarkPrePass(b *testing.B) {
 	dir := testenv.SharedPath(b, "models/tiny-llama-a")
 	cfg, err := config.Load(filepath.Join(dir, "config.json"))
@@ -75,6 +78,7 @@ func BenchmarkPrePass(b *testing.B) {
 	const chunk = 4 // windows per block call: the pipeline's 2048 chunk tokens / 512
 
 	b.Run("dense", func(b *testing.B) {
+		defer reportCPU(b, processCPU())
 		for b.Loop() {
 			m, err := model.New(set, cfg, model.Options{})
 			if err != nil {
@@ -107,6 +111,7 @@ func BenchmarkPrePass(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		defer reportCPU(b, processCPU())
 		for b.Loop() {
 			m, err := model.New(set, cfg, model.Options{})
 			if err != nil {
@@ -126,4 +131,12 @@ func BenchmarkPrePass(b *testing.B) {
 			}
 		}
 	})
+}
+
+// reportCPU reports the process CPU seconds per iteration since start (unix only).
+func reportCPU(b *testing.B, start time.Duration) {
+	if start == 0 || b.N == 0 {
+		return
+	}
+	b.ReportMetric((processCPU()-start).Seconds()/float64(b.N), "cpu-s/op")
 }
