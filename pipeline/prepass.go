@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // allocate runs the allocation pre-pass when the run has an Allocator: the dense model over
@@ -31,10 +32,14 @@ func (r *run) allocate(ctx context.Context) error {
 			r.log.Info("resuming the allocation pre-pass", "workdir", r.opt.WorkDir, "next_layer", first)
 		}
 	}
+	t0 := time.Now()
+	var layerSeconds []float64
 	for l := first; l < L; l++ {
+		tl := time.Now()
 		if err := r.observeLayer(ctx, l); err != nil {
 			return err
 		}
+		layerSeconds = append(layerSeconds, time.Since(tl).Seconds())
 		if l+1 < L && r.opt.WorkDir != "" {
 			if err := r.checkpointPrePass(l + 1); err != nil {
 				return err
@@ -48,6 +53,7 @@ func (r *run) allocate(ctx context.Context) error {
 	if err := r.applyAllocation(r.summaries, sp); err != nil {
 		return err
 	}
+	r.rep.Allocation.PrePassSeconds, r.rep.Allocation.LayerSeconds = time.Since(t0).Seconds(), layerSeconds
 	if r.opt.WorkDir != "" {
 		if err := r.checkpointPrePass(L); err != nil {
 			return err
@@ -81,7 +87,11 @@ func (r *run) observeLayer(ctx context.Context, l int) error {
 		j := min(r.in.N, i+r.chunk)
 		buf := r.next.Samples(i, j)
 		copy(buf, r.in.Samples(i, j))
-		blk.Forward(buf, j-i, r.seqlen, acc.tap)
+		if l == r.cfg.NumLayers-1 {
+			blk.ForwardStats(buf, j-i, r.seqlen, acc.tap) // the last layer's output is not needed
+		} else {
+			blk.Forward(buf, j-i, r.seqlen, acc.tap)
+		}
 		acc.n += j - i
 		r.step()
 	}

@@ -24,6 +24,10 @@ type AllocationReport struct {
 	Name       string      `json:"name"`
 	Summaries  [][]float64 `json:"layer_summaries"`
 	Sparsities []float64   `json:"layer_sparsities"`
+	// PrePassSeconds is the wall time of the dense pre-pass (this process's part when
+	// resumed; 0 when a checkpointed allocation was reused), LayerSeconds each layer's share.
+	PrePassSeconds float64   `json:"prepass_seconds"`
+	LayerSeconds   []float64 `json:"prepass_layer_seconds,omitempty"`
 }
 
 // LayerReport is one decoder layer's timing.

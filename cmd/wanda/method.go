@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -21,13 +22,50 @@ import (
 // methodParams are the stage parameters of built-in method name given by flags.
 func methodParams(c *cli.Context, name string) pipeline.Params {
 	p := pipeline.Params{}
-	if name == "ria" || c.IsSet("ria-a") {
+	if name == "ria" {
 		p["a"] = strconv.FormatFloat(c.Float64("ria-a"), 'g', -1, 64)
-		if name != "ria" {
-			p["a"] = "" // rejected by the method: --ria-a applies to --method ria
-		}
 	}
 	return p
+}
+
+// methodFlags are the flags of one built-in stage: given without it they are refused.
+var methodFlags = []struct {
+	stage, value string
+	flags        []string
+}{
+	{"method", "ria", []string{"ria-a"}},
+	{"allocation", "owl", []string{"owl-m", "owl-lambda"}},
+	{"refine", "dsnot", []string{"dsnot-max-cycles", "dsnot-update-threshold", "dsnot-pow-of-var", "dsnot-same-sign", "dsnot-skip-layer"}},
+}
+
+// checkMethodFlags refuses a built-in stage's flag given without that stage.
+func checkMethodFlags(c *cli.Context) error {
+	for _, m := range methodFlags {
+		if c.String(m.stage) == m.value {
+			continue
+		}
+		for _, f := range m.flags {
+			if c.IsSet(f) {
+				hint := ""
+				if isPluginSpec(c.String(m.stage)) {
+					hint = map[string]string{"method": " (a plugin takes its arguments as --plugin-arg key=value)",
+						"allocation": " (a plugin takes its arguments as --allocation-arg key=value)",
+						"refine":     " (a plugin takes its arguments as --refine-arg key=value)"}[m.stage]
+				}
+				return fmt.Errorf("%w: --%s applies to --%s %s%s", errUsage, f, m.stage, m.value, hint)
+			}
+		}
+	}
+	return nil
+}
+
+// keyOf is a stable text of v for the run key (never a pointer's address).
+func keyOf(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("wanda: run key of %T: %v", v, err))
+	}
+	return string(b)
 }
 
 // refineParams are the parameters of refinement name given by flags.
@@ -48,6 +86,9 @@ func refineParams(c *cli.Context, name string) pipeline.Params {
 // methodExtras sets what prune's flags add to the method: --ignore, --sparsity-file,
 // --allocation, --stats, and the run key that makes a checkpoint specific to them.
 func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt *pipeline.Options, closers *[]func()) error {
+	if err := checkMethodFlags(c); err != nil {
+		return err
+	}
 	var key []string
 	for _, expr := range c.StringSlice("ignore") {
 		re, err := regexp.Compile(expr)
@@ -83,9 +124,10 @@ func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt 
 			}
 			return s, "sparsity file: " + string(src), true
 		}
-		sum := sha256.New()
-		fmt.Fprintf(sum, "%+v", *f)
-		key = append(key, "sparsity-file="+hex.EncodeToString(sum.Sum(nil)))
+		named := *f
+		named.Path = ""
+		sum := sha256.Sum256([]byte(keyOf(named)))
+		key = append(key, "sparsity-file="+hex.EncodeToString(sum[:]))
 	}
 	if name := c.String("allocation"); name != "" {
 		if opt.SparsityOf != nil {
@@ -136,6 +178,9 @@ func methodExtras(c *cli.Context, cfg *config.Config, set *safetensors.Set, opt 
 	}
 	if m := opt.Method.Metric; m != nil {
 		key = append(key, fmt.Sprintf("metric=%+v", m))
+	}
+	if p := opt.Method.Pattern; p != nil && isPluginSpec(c.String("pattern")) {
+		key = append(key, fmt.Sprintf("pattern=%v", p))
 	}
 	slices.Sort(key)
 	opt.RunKey = strings.Join(key, ";")

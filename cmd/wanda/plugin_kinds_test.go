@@ -157,10 +157,11 @@ func TestPluginKindsMatchBuiltin(t *testing.T) {
 	})
 	t.Run("dsnot", func(t *testing.T) {
 		for _, pat := range []string{"unstructured", "2:4"} {
-			args := []string{"--pattern", pat, "--stats", "running", "--dsnot-skip-layer", "no_skip"}
+			args := []string{"--pattern", pat, "--stats", "running"}
 			p := pruneReport(t, append(append([]string{"--out", out("plugin-dsnot-" + pat), "--refine", "plugin:dsnot",
 				"--refine-arg", "skip-layer=no_skip"}, args...), common...)...)
-			b := pruneReport(t, append(append([]string{"--out", out("dsnot-" + pat), "--refine", "dsnot"}, args...), common...)...)
+			b := pruneReport(t, append(append([]string{"--out", out("dsnot-" + pat), "--refine", "dsnot",
+				"--dsnot-skip-layer", "no_skip"}, args...), common...)...)
 			if b.Refine != "dsnot" || p.Refine != "plugin:dsnot" {
 				t.Errorf("refine %q, %q", b.Refine, p.Refine)
 			}
