@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,29 +23,9 @@ func copyModelFiles(srcDir, dst string) error {
 			name == ReportFile || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".bin") || strings.HasSuffix(name, ".pt") {
 			continue
 		}
-		if err := copyFile(filepath.Join(srcDir, name), filepath.Join(dst, name)); err != nil {
+		if err := regfile.Copy(filepath.Join(srcDir, name), filepath.Join(dst, name)); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := regfile.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func TestMaskAndTarget(t *testing.T) {
 	for i := range w.Data {
 		w.Data[i] = -1
 	}
-	m.Apply(w)
+	ApplyMask(m, w)
 	if w.Data[0] != 0 || math.Signbit(float64(w.Data[0])) || w.Data[2*70+69] != 0 || w.Data[1] != -1 {
 		t.Fatalf("Apply wrong")
 	}

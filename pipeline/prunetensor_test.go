@@ -114,7 +114,7 @@ func wholePath(ctx context.Context, m pipeline.Method, w tensor.Mat, st *pipelin
 	if err != nil {
 		return nil, 0, err
 	}
-	mask.Apply(wm)
+	pipeline.ApplyMask(mask, wm)
 	for k, v := range wm.Data {
 		switch w.DType {
 		case dtype.BF16:

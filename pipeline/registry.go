@@ -86,79 +86,119 @@ type PatternEntry struct {
 	New        func() Pattern
 }
 
-var registry struct {
-	sync.Mutex
-	metrics  []MetricEntry
-	solvers  []SolverEntry
-	patterns []PatternEntry
+// AllocatorEntry registers a built-in allocation (--allocation NAME).
+type AllocatorEntry struct {
+	Name, Help string
+	New        func(Params) (Allocator, error)
 }
 
-func checkName(kind, name string) {
-	if name == "" || strings.ContainsAny(name, ":/ ") {
-		panic(fmt.Sprintf("pipeline: Register%s: invalid name %q", kind, name))
+// RefinerEntry registers a built-in refinement (--refine NAME).
+type RefinerEntry struct {
+	Name, Help string
+	// Group is the comparison group a method refined by it uses unless told otherwise (the
+	// refinement keeps each row's count, so per-row masks are the natural start).
+	Group Group
+	New   func(Params) (Refiner, error)
+}
+
+// table is one kind of registered stage, in registration order.
+type table[E any] struct {
+	mu      sync.Mutex
+	kind    string
+	name    func(E) string
+	entries []E
+}
+
+func (t *table[E]) add(e E, taken func(string) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.name(e)
+	if n == "" || strings.ContainsAny(n, ":/ ") {
+		panic(fmt.Sprintf("pipeline: Register%s: invalid name %q", t.kind, n))
 	}
-	for _, n := range methodNamesLocked() {
-		if n == name {
-			panic(fmt.Sprintf("pipeline: Register%s: %q registered twice", kind, name))
+	if t.has(n) || taken != nil && taken(n) {
+		panic(fmt.Sprintf("pipeline: Register%s: %q registered twice", t.kind, n))
+	}
+	t.entries = append(t.entries, e)
+}
+
+// has reports whether n is registered (t.mu held).
+func (t *table[E]) has(n string) bool {
+	return slices.ContainsFunc(t.entries, func(e E) bool { return t.name(e) == n })
+}
+
+func (t *table[E]) lookup(n string) (E, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.entries {
+		if t.name(e) == n {
+			return e, true
 		}
 	}
+	var zero E
+	return zero, false
 }
+
+func (t *table[E]) all() []E {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.entries)
+}
+
+func (t *table[E]) names() []string {
+	var n []string
+	for _, e := range t.all() {
+		n = append(n, t.name(e))
+	}
+	slices.Sort(n)
+	return n
+}
+
+var (
+	metrics    = &table[MetricEntry]{kind: "Metric", name: func(e MetricEntry) string { return e.Name }}
+	solvers    = &table[SolverEntry]{kind: "Solver", name: func(e SolverEntry) string { return e.Name }}
+	patterns   = &table[PatternEntry]{kind: "Pattern", name: func(e PatternEntry) string { return e.Name }}
+	allocators = &table[AllocatorEntry]{kind: "Allocator", name: func(e AllocatorEntry) string { return e.Name }}
+	refiners   = &table[RefinerEntry]{kind: "Refiner", name: func(e RefinerEntry) string { return e.Name }}
+)
 
 // RegisterMetric adds a built-in metric (and the method of the same name).
 func RegisterMetric(e MetricEntry) {
-	registry.Lock()
-	defer registry.Unlock()
-	checkName("Metric", e.Name)
-	registry.metrics = append(registry.metrics, e)
+	metrics.add(e, func(n string) bool { _, ok := solvers.lookup(n); return ok })
 }
 
 // RegisterSolver adds a built-in solver method.
 func RegisterSolver(e SolverEntry) {
-	registry.Lock()
-	defer registry.Unlock()
-	checkName("Solver", e.Name)
-	registry.solvers = append(registry.solvers, e)
+	solvers.add(e, func(n string) bool { _, ok := metrics.lookup(n); return ok })
 }
 
 // RegisterPattern adds a built-in pattern.
-func RegisterPattern(e PatternEntry) {
-	registry.Lock()
-	defer registry.Unlock()
-	for _, p := range registry.patterns {
-		if p.Name == e.Name {
-			panic(fmt.Sprintf("pipeline: RegisterPattern: %q registered twice", e.Name))
-		}
-	}
-	registry.patterns = append(registry.patterns, e)
-}
+func RegisterPattern(e PatternEntry) { patterns.add(e, nil) }
 
-func methodNamesLocked() []string {
-	var names []string
-	for _, m := range registry.metrics {
-		names = append(names, m.Name)
-	}
-	for _, s := range registry.solvers {
-		names = append(names, s.Name)
-	}
-	return names
-}
+// RegisterAllocator adds a built-in allocation.
+func RegisterAllocator(e AllocatorEntry) { allocators.add(e, nil) }
 
-// MethodNames lists the built-in methods, sorted.
+// RegisterRefiner adds a built-in refinement.
+func RegisterRefiner(e RefinerEntry) { refiners.add(e, nil) }
+
+// MethodNames lists the built-in methods (metrics and solvers), sorted.
 func MethodNames() []string {
-	registry.Lock()
-	defer registry.Unlock()
-	return slices.Sorted(slices.Values(methodNamesLocked()))
+	return slices.Sorted(slices.Values(append(metrics.names(), solvers.names()...)))
 }
+
+// AllocatorNames lists the built-in allocations, sorted.
+func AllocatorNames() []string { return allocators.names() }
+
+// RefinerNames lists the built-in refinements, sorted.
+func RefinerNames() []string { return refiners.names() }
 
 // MethodHelp is one line per built-in method: "name: help".
 func MethodHelp() string {
-	registry.Lock()
-	defer registry.Unlock()
 	var lines []string
-	for _, m := range registry.metrics {
+	for _, m := range metrics.all() {
 		lines = append(lines, m.Name+": "+m.Help)
 	}
-	for _, s := range registry.solvers {
+	for _, s := range solvers.all() {
 		lines = append(lines, s.Name+": "+s.Help)
 	}
 	slices.Sort(lines)
@@ -168,37 +208,24 @@ func MethodHelp() string {
 // DefaultGroup is the comparison group built-in method name uses by default (GroupRow
 // for solvers and unknown names).
 func DefaultGroup(name string) Group {
-	registry.Lock()
-	defer registry.Unlock()
-	for _, m := range registry.metrics {
-		if m.Name == name {
-			return m.Group
-		}
+	if m, ok := metrics.lookup(name); ok {
+		return m.Group
 	}
 	return GroupRow
 }
 
 // BuiltinMetric returns the registered metric name with its parameters.
 func BuiltinMetric(name string, p Params) (Metric, error) {
-	registry.Lock()
-	var entry *MetricEntry
-	for i := range registry.metrics {
-		if registry.metrics[i].Name == name {
-			entry = &registry.metrics[i]
-		}
-	}
-	registry.Unlock()
-	if entry == nil {
+	e, ok := metrics.lookup(name)
+	if !ok {
 		return nil, fmt.Errorf("%w %q (want %s)", ErrUnknownMethod, name, strings.Join(MethodNames(), ", "))
 	}
-	return entry.New(p)
+	return e.New(p)
 }
 
 // BuiltinPattern returns the registered pattern for target t.
 func BuiltinPattern(t Target) (Pattern, error) {
-	registry.Lock()
-	defer registry.Unlock()
-	for _, p := range registry.patterns {
+	for _, p := range patterns.all() {
 		if p.For(t) {
 			return p.New(), nil
 		}
@@ -209,16 +236,8 @@ func BuiltinPattern(t Target) (Pattern, error) {
 // BuiltinMethod returns the built-in method name for target t: a registered metric with the
 // built-in pattern of t, or a registered solver.
 func BuiltinMethod(name string, t Target, p Params) (Method, error) {
-	registry.Lock()
-	var solver *SolverEntry
-	for i := range registry.solvers {
-		if registry.solvers[i].Name == name {
-			solver = &registry.solvers[i]
-		}
-	}
-	registry.Unlock()
-	if solver != nil {
-		s, err := solver.New(p)
+	if e, ok := solvers.lookup(name); ok {
+		s, err := e.New(p)
 		if err != nil {
 			return Method{}, fmt.Errorf("method %s: %w", name, err)
 		}
@@ -233,6 +252,33 @@ func BuiltinMethod(name string, t Target, p Params) (Method, error) {
 		return Method{}, err
 	}
 	return Method{Name: name, Metric: m, Pattern: pat}, nil
+}
+
+// BuiltinAllocator returns the registered allocation name with its parameters.
+func BuiltinAllocator(name string, p Params) (Allocator, error) {
+	e, ok := allocators.lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: allocation %q (want %s)", ErrUnknownMethod, name, strings.Join(AllocatorNames(), ", "))
+	}
+	a, err := e.New(p)
+	if err != nil {
+		return nil, fmt.Errorf("allocation %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// BuiltinRefiner returns the registered refinement name with its parameters, and the
+// comparison group it starts from.
+func BuiltinRefiner(name string, p Params) (Refiner, Group, error) {
+	e, ok := refiners.lookup(name)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: refinement %q (want %s)", ErrUnknownMethod, name, strings.Join(RefinerNames(), ", "))
+	}
+	r, err := e.New(p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("refinement %s: %w", name, err)
+	}
+	return r, e.Group, nil
 }
 
 // ParseTarget parses a pattern ("unstructured", or "N:M": N pruned of every M consecutive
@@ -254,112 +300,4 @@ func ParseTarget(pattern string, sparsity float64) (Target, error) {
 	}
 	t.Sparsity = float64(n) / float64(m)
 	return t, nil
-}
-
-// AllocatorEntry registers a built-in allocation (--allocation NAME).
-type AllocatorEntry struct {
-	Name, Help string
-	New        func(Params) (Allocator, error)
-}
-
-// RefinerEntry registers a built-in refinement (--refine NAME).
-type RefinerEntry struct {
-	Name, Help string
-	// Group is the comparison group a method refined by it uses unless told otherwise (the
-	// refinement keeps each row's count, so per-row masks are the natural start).
-	Group Group
-	New   func(Params) (Refiner, error)
-}
-
-var extraRegistry struct {
-	sync.Mutex
-	allocators []AllocatorEntry
-	refiners   []RefinerEntry
-}
-
-// RegisterAllocator adds a built-in allocation.
-func RegisterAllocator(e AllocatorEntry) {
-	extraRegistry.Lock()
-	defer extraRegistry.Unlock()
-	for _, a := range extraRegistry.allocators {
-		if a.Name == e.Name {
-			panic(fmt.Sprintf("pipeline: RegisterAllocator: %q registered twice", e.Name))
-		}
-	}
-	extraRegistry.allocators = append(extraRegistry.allocators, e)
-}
-
-// RegisterRefiner adds a built-in refinement.
-func RegisterRefiner(e RefinerEntry) {
-	extraRegistry.Lock()
-	defer extraRegistry.Unlock()
-	for _, r := range extraRegistry.refiners {
-		if r.Name == e.Name {
-			panic(fmt.Sprintf("pipeline: RegisterRefiner: %q registered twice", e.Name))
-		}
-	}
-	extraRegistry.refiners = append(extraRegistry.refiners, e)
-}
-
-// AllocatorNames lists the built-in allocations, sorted.
-func AllocatorNames() []string {
-	extraRegistry.Lock()
-	defer extraRegistry.Unlock()
-	var n []string
-	for _, a := range extraRegistry.allocators {
-		n = append(n, a.Name)
-	}
-	slices.Sort(n)
-	return n
-}
-
-// RefinerNames lists the built-in refinements, sorted.
-func RefinerNames() []string {
-	extraRegistry.Lock()
-	defer extraRegistry.Unlock()
-	var n []string
-	for _, r := range extraRegistry.refiners {
-		n = append(n, r.Name)
-	}
-	slices.Sort(n)
-	return n
-}
-
-// BuiltinAllocator returns the registered allocation name with its parameters.
-func BuiltinAllocator(name string, p Params) (Allocator, error) {
-	extraRegistry.Lock()
-	i := slices.IndexFunc(extraRegistry.allocators, func(a AllocatorEntry) bool { return a.Name == name })
-	var e AllocatorEntry
-	if i >= 0 {
-		e = extraRegistry.allocators[i]
-	}
-	extraRegistry.Unlock()
-	if i < 0 {
-		return nil, fmt.Errorf("%w: allocation %q (want %s)", ErrUnknownMethod, name, strings.Join(AllocatorNames(), ", "))
-	}
-	a, err := e.New(p)
-	if err != nil {
-		return nil, fmt.Errorf("allocation %s: %w", name, err)
-	}
-	return a, nil
-}
-
-// BuiltinRefiner returns the registered refinement name with its parameters, and the
-// comparison group it starts from.
-func BuiltinRefiner(name string, p Params) (Refiner, Group, error) {
-	extraRegistry.Lock()
-	i := slices.IndexFunc(extraRegistry.refiners, func(r RefinerEntry) bool { return r.Name == name })
-	var e RefinerEntry
-	if i >= 0 {
-		e = extraRegistry.refiners[i]
-	}
-	extraRegistry.Unlock()
-	if i < 0 {
-		return nil, 0, fmt.Errorf("%w: refinement %q (want %s)", ErrUnknownMethod, name, strings.Join(RefinerNames(), ", "))
-	}
-	r, err := e.New(p)
-	if err != nil {
-		return nil, 0, fmt.Errorf("refinement %s: %w", name, err)
-	}
-	return r, e.Group, nil
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/bits"
 	"strings"
 
+	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/tensor"
 )
 
@@ -149,48 +149,20 @@ func (t Target) Validate(cols int) error {
 	return nil
 }
 
-// Mask is a bitset over a [Rows, Cols] matrix, row-major; a set bit means "pruned" (set to +0.0).
-type Mask struct {
-	Rows, Cols int
-	Bits       []uint64
-}
+// Mask is a bitset over a [Rows, Cols] matrix, row-major; a set bit means "pruned" (set to
+// +0.0). It is format/sparse's mask: the one mask type of the project, from the stages to the
+// mask files.
+type Mask = sparse.Mask
 
 // NewMask returns an all-kept mask.
-func NewMask(rows, cols int) *Mask {
-	return &Mask{Rows: rows, Cols: cols, Bits: make([]uint64, (rows*cols+63)/64)}
-}
+func NewMask(rows, cols int) *Mask { return sparse.NewMask(rows, cols) }
 
-// Get reports whether (i, j) is pruned.
-func (m *Mask) Get(i, j int) bool {
-	k := i*m.Cols + j
-	return m.Bits[k>>6]&(1<<(uint(k)&63)) != 0
-}
-
-// Set marks (i, j) as pruned.
-func (m *Mask) Set(i, j int) {
-	k := i*m.Cols + j
-	m.Bits[k>>6] |= 1 << (uint(k) & 63)
-}
-
-// Count returns the number of pruned entries.
-func (m *Mask) Count() int {
-	n := 0
-	for _, w := range m.Bits {
-		n += bits.OnesCount64(w)
-	}
-	return n
-}
-
-// Apply zeroes the pruned entries of w with +0.0.
-func (m *Mask) Apply(w Matrix) {
+// ApplyMask zeroes the pruned entries of w with +0.0.
+func ApplyMask(m *Mask, w Matrix) {
 	if w.Rows != m.Rows || w.Cols != m.Cols {
 		panic(fmt.Sprintf("pipeline: mask %dx%d applied to matrix %dx%d", m.Rows, m.Cols, w.Rows, w.Cols))
 	}
-	for k := range w.Data {
-		if m.Bits[k>>6]&(1<<(uint(k)&63)) != 0 {
-			w.Data[k] = 0
-		}
-	}
+	m.Zero(w.Data)
 }
 
 // LayerInfo identifies the tensor a stage works on.

@@ -2,7 +2,6 @@ package transform
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -106,33 +105,12 @@ func copyTree(src, dst string, skip func(name string) bool, depth int) error {
 				return err
 			}
 		case fi.Mode().IsRegular():
-			if err := copyFile(p, filepath.Join(dst, name)); err != nil {
+			if err := regfile.Copy(p, filepath.Join(dst, name)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := regfile.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("%s: %w", dst, err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return fmt.Errorf("%s: %w", dst, err)
-	}
-	return out.Close()
 }
 
 // writeFileSync writes data to path and syncs it.

@@ -22,8 +22,8 @@ const MaskFileName = "sparsity_masks.safetensors"
 var ErrMask = errors.New("sparse: bad mask")
 
 // Mask is a bitset over a row-major [Rows, Cols] matrix: bit k%64 of Bits[k/64],
-// k = i*Cols + j, is set when weight (i, j) is pruned (+0.0). It has the same
-// layout as pipeline.Mask, so the two convert by copying the fields.
+// k = i*Cols + j, is set when weight (i, j) is pruned (+0.0). The pipeline's
+// stages use this type too (pipeline.Mask is an alias).
 type Mask struct {
 	Rows, Cols int
 	Bits       []uint64
@@ -44,6 +44,18 @@ func (m *Mask) Get(i, j int) bool {
 func (m *Mask) Set(i, j int) {
 	k := i*m.Cols + j
 	m.Bits[k>>6] |= 1 << (uint(k) & 63)
+}
+
+// Zero sets the pruned entries of w (Rows·Cols values, row-major) to +0.0.
+func (m *Mask) Zero(w []float32) {
+	if len(w) != m.Rows*m.Cols {
+		panic(fmt.Sprintf("sparse: mask %dx%d applied to %d values", m.Rows, m.Cols, len(w)))
+	}
+	for k := range w {
+		if m.Bits[k>>6]&(1<<(uint(k)&63)) != 0 {
+			w[k] = 0
+		}
+	}
 }
 
 // Count is the number of pruned entries.

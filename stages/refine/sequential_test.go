@@ -153,7 +153,7 @@ func TestReferenceSequential(t *testing.T) {
 					if frac < 0.999 {
 						t.Errorf("%s%s: %.4f%% equal, want ≥ 99.9%%", run.Prefix, name, 100*frac)
 					}
-					mask.Apply(w)
+					pipeline.ApplyMask(mask, w)
 				}
 				for s0 := 0; s0 < nseq; s0 += chunk {
 					k := min(chunk, nseq-s0)

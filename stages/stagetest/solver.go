@@ -146,7 +146,7 @@ func (c *config) solverCase(t *testing.T, ctx context.Context, s pipeline.Solver
 
 	// The update must not make the layer output worse than plain masking.
 	masked := cloneMatrix(w0)
-	m1.Apply(masked)
+	pipeline.ApplyMask(m1, masked)
 	eSolve, eMask := reconError(w0, w1, x), reconError(w0, masked, x)
 	if eSolve > eMask*(1+1e-4)+1e-12 {
 		t.Errorf("%s: reconstruction error %.6g is worse than masking without update (%.6g)", what, eSolve, eMask)
