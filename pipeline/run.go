@@ -23,6 +23,9 @@ import (
 var (
 	ErrOutputExists = staging.ErrExists
 	ErrNoCalib      = errors.New("pipeline: no calibration data")
+	// ErrResumable: the work directory holds a checkpoint of a run that was not asked to
+	// resume it.
+	ErrResumable = fmt.Errorf("%w: the work directory holds an unfinished run", ErrCheckpoint)
 )
 
 // Run prunes every decoder layer of the model, streaming one layer at a time, and writes a
@@ -472,8 +475,7 @@ func (r *run) openWorkDir() error {
 	}
 	switch {
 	case st != nil && !opt.Resume:
-		return fmt.Errorf("%w: %s holds a checkpoint (next layer %d): pass --resume to continue it, or remove the directory",
-			ErrCheckpoint, opt.WorkDir, st.NextLayer)
+		return fmt.Errorf("%w: %s (next layer %d): resume it, or remove the directory", ErrResumable, opt.WorkDir, st.NextLayer)
 	case st != nil && st.Fingerprint != r.fp:
 		return fmt.Errorf("%w: the checkpoint in %s belongs to a different run (model, method, pattern or calibration differ)",
 			ErrCheckpoint, opt.WorkDir)

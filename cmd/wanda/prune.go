@@ -257,6 +257,9 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 
 	rep, err := pipeline.Run(ctx, opt)
 	console.Finish()
+	if errors.Is(err, pipeline.ErrResumable) {
+		return fmt.Errorf("%w (pass --resume to continue it)", err)
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			if opt.WorkDir != "" {
