@@ -15,6 +15,7 @@ import (
 
 	"github.com/wanda-go/wanda/format/dtype"
 	"github.com/wanda-go/wanda/format/safetensors"
+	"github.com/wanda-go/wanda/internal/testenv"
 	"github.com/wanda-go/wanda/pipeline"
 	"github.com/wanda-go/wanda/tensor"
 )
@@ -93,6 +94,7 @@ func anonPeak() (stop func() int64) {
 // far less than the tensor: under 64 MiB, a quarter of its fp32 size. Run for wanda per row,
 // magnitude over the whole matrix (three passes) and wanda 2:4 (with -short, wanda only).
 func TestPruneTensorMemory(t *testing.T) {
+	testenv.SkipIfRace(t)
 	if pipeline.ReadMem().RSSAnon == 0 {
 		t.Skip("no RssAnon in /proc/self/status on this system")
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/wanda-go/wanda/format/dtype"
+	"github.com/wanda-go/wanda/internal/testenv"
 )
 
 // testMat is a stored-dtype weight for the tests and its widening by the
@@ -257,6 +258,7 @@ func TestPackBTRaw(t *testing.T) {
 // the packed path and the small-m path. (The previous implementation
 // allocated a 256-row widened chunk, 2 MiB here, on every call.)
 func TestMatMulTMatMemory(t *testing.T) {
+	testenv.SkipIfRace(t)
 	if testing.Short() {
 		t.Skip("allocates a 64 MiB weight")
 	}

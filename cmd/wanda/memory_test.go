@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/wanda-go/wanda/internal/modelgen"
+	"github.com/wanda-go/wanda/internal/testenv"
 	"github.com/wanda-go/wanda/pipeline"
 )
 
@@ -15,6 +16,7 @@ import (
 // stacks: everything but the memory-mapped weight files, which the kernel can drop) stayed
 // under that limit: the pipeline holds one layer at a time, not the model.
 func TestPruneMemoryBounded(t *testing.T) {
+	testenv.SkipIfRace(t)
 	if testing.Short() {
 		t.Skip("writes a 270 MB model; skipped with -short")
 	}

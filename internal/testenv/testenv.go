@@ -114,3 +114,12 @@ func require(tb testing.TB, name, path string) {
 	}
 	tb.Skip(msg)
 }
+
+// SkipIfRace skips tb when the binary was built with -race: tb bounds the
+// process's anonymous memory, which the race detector's shadow memory inflates.
+func SkipIfRace(tb testing.TB) {
+	tb.Helper()
+	if Race {
+		tb.Skip("bounds the process's anonymous memory, which the race detector's shadow memory inflates")
+	}
+}
