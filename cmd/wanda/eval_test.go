@@ -183,7 +183,7 @@ func TestEvalWikiTextWindows(t *testing.T) {
 
 // TestEvalWikiTextReference is the end-to-end check against locuslab/wanda: the dense
 // WikiText-2 perplexity of tiny-llama-a at seqlen 512 over all 903 windows, from the raw
-// text. It runs with WANDA_TEST_FULL=1.
+// text. It runs with WANDA_TEST_FULL=1 or =ci.
 func TestEvalWikiTextReference(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: a full WikiText-2 evaluation")

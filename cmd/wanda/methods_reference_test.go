@@ -26,7 +26,7 @@ import (
 //
 // Each run is one prune of tiny-llama-a on all 128 calibration windows (about a minute on
 // two cores). The default test run checks owl-0.70 and dsnot-0.50-2of4 (masks, sparsities,
-// and perplexity over the first WikiText-2 windows); WANDA_TEST_FULL=1 adds owl-0.50,
+// and perplexity over the first WikiText-2 windows); WANDA_TEST_FULL (=1 or =ci) adds owl-0.50,
 // dsnot-0.50 and dsnot-0.70 and the full WikiText-2 perplexities of all five.
 
 // methodsRun is one run of methods.json.
@@ -48,7 +48,7 @@ type methodsRun struct {
 // name is the run's key in methods_masks.safetensors without the slash, e.g. owl-0.70-unstructured.
 func (r methodsRun) name() string { return strings.TrimSuffix(r.MaskPrefix, "/") }
 
-// methodsDefaultRuns are the runs the default test run prunes; the others need WANDA_TEST_FULL=1.
+// methodsDefaultRuns are the runs the default test run prunes; the others need WANDA_TEST_FULL (=1 or =ci).
 var methodsDefaultRuns = map[string]bool{"owl-0.70-unstructured": true, "dsnot-0.50-2of4": true}
 
 // methodsTolerance is the perplexity tolerance: 0.1% for OWL, 0.2% for DSnoT.
@@ -430,7 +430,8 @@ func TestMethodsReference(t *testing.T) {
 
 // TestMethodsReferencePerplexities compares the full WikiText-2 perplexity (903 windows of
 // 512) of each OWL and DSnoT prune with methods.json's: within 0.1% for OWL, 0.2% for DSnoT.
-// It runs with WANDA_TEST_FULL=1.
+// It runs with WANDA_TEST_FULL=1; WANDA_TEST_FULL=ci (.ci/run) evaluates OWL at 70% only (the
+// other runs' masks are compared with the reference's by TestMethodsReference).
 func TestMethodsReferencePerplexities(t *testing.T) {
 	if testing.Short() {
 		t.Skip("prunes and evaluates tiny-llama-a five times; skipped with -short")
@@ -439,6 +440,7 @@ func TestMethodsReferencePerplexities(t *testing.T) {
 	shared := inspSharedDir(t)
 	for _, run := range loadMethodsRuns(t, shared) {
 		t.Run(run.name(), func(t *testing.T) {
+			testenv.FullRun(t, "a prune and a full WikiText-2 evaluation", methodsDefaultRuns[run.name()] && run.Method == "owl")
 			out, _ := methodsPrune(t, shared, run)
 			ppl := evalPPL(t, shared, out, 0)
 			rel, tol := math.Abs(ppl-run.PPL)/run.PPL, methodsTolerance(run.Method)

@@ -228,7 +228,7 @@ func TestReferenceSparsity(t *testing.T) {
 
 // TestReferencePerplexities prunes tiny-llama-a with every method and pattern the reference ran
 // and compares the full WikiText-2 perplexity (903 windows) and the sparsity with its numbers.
-// It runs with WANDA_TEST_FULL=1.
+// It runs with WANDA_TEST_FULL=1; WANDA_TEST_FULL=ci (.ci/run) runs ciReferenceRuns only.
 func TestReferencePerplexities(t *testing.T) {
 	if testing.Short() {
 		t.Skip("prunes and evaluates tiny-llama-a nine times; skipped with -short")
@@ -241,6 +241,7 @@ func TestReferencePerplexities(t *testing.T) {
 			continue
 		}
 		t.Run(run.Method+"/"+run.Pattern, func(t *testing.T) {
+			testenv.FullRun(t, "a prune and a full WikiText-2 evaluation", ciReferenceRuns[run.Method+"/"+run.Pattern])
 			out, rep := prunedTiny(t, shared, run.Method, run.Pattern)
 			ppl := evalPPL(t, shared, out, 0)
 			tol := 0.001
@@ -261,6 +262,14 @@ func TestReferencePerplexities(t *testing.T) {
 	}
 }
 
+// ciReferenceRuns are the runs of TestReferencePerplexities that WANDA_TEST_FULL=ci evaluates:
+// one per method, on patterns the default run does not compare with the reference: SparseGPT
+// unstructured (the one method that changes the kept weights, so its masks alone do not fix
+// the pruned model), magnitude 2:4 and Wanda 4:8. Wanda unstructured and 2:4 have their masks
+// compared entry by entry, and their windowed perplexities with the reference's own pruned
+// model, in the default run (TestReferenceMasks, TestReferenceWindowedPerplexity).
+var ciReferenceRuns = map[string]bool{"sparsegpt/unstructured": true, "magnitude/2:4": true, "wanda/4:8": true}
+
 // refCalib16 are the prune flags that calibrate on the first 16 of the reference's 128
 // calibration windows: cheaper prunes for checks that need real activations but not the
 // reference's exact masks.
@@ -276,7 +285,7 @@ func refCalib16(shared string) []string {
 //
 // The default run draws 16 windows: the reference draws its windows one after another, so
 // they must be the first 16 of its 128, and the files must equal those of a prune on those
-// token windows. WANDA_TEST_FULL=1 adds all 128 windows for one run per pattern (methods
+// token windows. WANDA_TEST_FULL (=1 or =ci) adds all 128 windows for one run per pattern (methods
 // alternating); where those files are not the same, the full perplexity must still be within
 // 3% of the reference.
 func TestReferenceTextCalibration(t *testing.T) {
@@ -400,7 +409,7 @@ const refWindows = 16
 
 // TestReferenceWindowedPerplexity is the default run's perplexity check of `wanda prune`
 // against the reference (the full 903-window one is TestReferencePerplexities, behind
-// WANDA_TEST_FULL=1). ../shared holds no per-window WikiText-2 numbers from the reference, so the
+// WANDA_TEST_FULL=1 or =ci). ../shared holds no per-window WikiText-2 numbers from the reference, so the
 // expectation is the reference's own pruned model, rebuilt from its masks and the original
 // weights (refPrunedTiny, not our pruner), evaluated on the same first windows of the
 // reference's token ids. Both sides go through our eval, whose agreement with transformers is
