@@ -607,7 +607,7 @@ one '`--out` inside `--model` (`M/pruned`) `--force`' "TestOutputNeverDestroysIn
 one '`--out` = `--workdir` `--force`' "TestOutputNeverDestroysInputs TestCheckTarget" case_out_workdir
 one '`--force` over a previous output, killed at the first rename touching OUT (strace fault injection)' "TestReplaceKilled TestReplace" case_kill_in_finish
 one 'two concurrent runs with the same `--out` (A stopped while B runs)' "TestConcurrentWriterRefused TestOutputNeverDestroysInputs" case_concurrent_out
-one 'two runs sharing `--workdir` (A stopped while B runs)' "TestLockDir; (the library lock; no test runs two CLI processes on one --workdir)" case_shared_workdir
+one 'two runs sharing `--workdir` (A stopped while B runs)' "TestSharedWorkdirRefused TestLockDir" case_shared_workdir
 one 'corrupted checkpoint (one byte of layer 0) + `--resume`' "TestRunRefusesCorruptCheckpoint" case_corrupt_checkpoint
 one 'wrapper-script plugin (child `sleep`) that exits 1 at start' "TestWrapperScriptWithChild TestPrunePluginSignalsAndTimeout" case_plugin exit
 one 'wrapper-script plugin that prints garbage' "TestPrunePluginSignalsAndTimeout TestWrapperScriptWithChild" case_plugin garbage
@@ -623,7 +623,7 @@ one '`eval` of a model with a NaN weight' "TestInspectReportsUnsoundModels TestN
 one '`inspect` of a model with a NaN weight' "TestInspectReportsUnsoundModels" case_inspect nan
 one '`inspect` of a model whose `q_proj` is I16' "TestInspectReportsUnsoundModels" case_inspect int
 one '`prune` of a model whose `model.norm.weight` is [127] (hidden 128)' "TestPruneChecksEveryTensorFirst" case_prune_model badnorm norm
-one '`prune` of a model whose last layer'"'"'s `down_proj` is one row short' "TestPruneChecksEveryTensorFirst; (covers a copied tensor and extra layers; no test of a prunable linear's wrong shape)" case_prune_model badlast plain
+one '`prune` of a model whose last layer'"'"'s `down_proj` is one row short' "TestPruneRefusesWrongShapeLinearUpFront TestPruneChecksEveryTensorFirst" case_prune_model badlast plain
 one '`num_hidden_layers` 3 for a file with 4 layers' "TestPruneChecksEveryTensorFirst" case_prune_model short layers
 one '`--pack --pack-format sparse-24-bitmask` with an unstructured pattern' "TestFlagRefusalsBeforeWork" case_flags --method magnitude --pack --pack-format sparse-24-bitmask
 one '`--nsamples 9223372036854775807`' "TestFlagRefusalsBeforeWork TestNumericFlagValuesNeverPanic" case_flags --calib "$FIX/demo/calib.jsonl" --nsamples 9223372036854775807 --seqlen 32
@@ -634,7 +634,7 @@ one '`prune --chunk-tokens 0`' "TestFlagRefusalsBeforeWork TestNumericFlagValues
 one '`--seqlen 48` above `max_position_embeddings` 32' "TestSeqLenWarning" case_seqlen_warning
 one '`--nsamples 128` with a token file of 4 windows' "TestFlagRefusalsBeforeWork" case_flags --calib-tokens "$FIX/tokens.safetensors" --calib-key ids --nsamples 128 --threads 1
 one '`demo --method bogus`' "TestFlagRefusalsBeforeWork" case_demo_bogus
-one '`kill -9` mid-run with activations in a scratch file, then `--resume`' '; none that fails on the old code (`TestStoreRAMAndDisk` and `TestActivationScratchFile` check the removal after a normal close only)' case_kill9_scratch
+one '`kill -9` mid-run with activations in a scratch file, then `--resume`' 'TestKilledRunLeavesNoActivationScratch' case_kill9_scratch
 one '`kill -9` mid-run with a plugin metric, then a second run' "TestHostKilled" case_kill9_plugin
 
 # ---- print --------------------------------------------------------------------------
