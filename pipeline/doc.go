@@ -21,12 +21,16 @@
 //
 //	plan             validate the method, the target against every prunable linear's shape,
 //	                 the calibration windows; fix the export plan (every source tensor, same
-//	                 name, dtype and shape)
+//	                 name, dtype and shape); check every tensor of the checkpoint against
+//	                 config.json and each layer's memory need (SparseGPT's Hessians) against
+//	                 the limit (check.go), so nothing fails after hours of work
 //	openOutput       a staging directory beside the output (internal/staging), the work
 //	                 directory's checkpoint (resumed or new), the free-space check, the writer
 //	copyUntouched    every tensor that is not pruned, copied byte for byte
 //	openActivations  two activation stores [N, T, hidden] float32 (RAM or a scratch file):
 //	                 the embedded calibration windows, or the checkpointed activations
+//	allocate         with an Allocator (OWL): a dense streaming pre-pass over every layer,
+//	                 checkpointed, whose statistics give each layer's or tensor's sparsity
 //	restoreFinished  a resumed run copies the layers the checkpoint holds
 //	layer l          dense pass: ForwardStats over the windows, a chunk at a time, into the
 //	                 accumulator → for each prunable linear: stats → method → round to the
