@@ -15,13 +15,16 @@
 #                and the 7B forward GFLOP/s)
 #   --reps N     timed repetitions of the tiny-llama-a comparison (default 3)
 #   --only LIST  some of: 405b,70b,mixtral,7b,tiny
+#   --7b-layers N  generate the 7B preset with N decoder layers (default: its 32; the
+#                layers' shapes, and so the GFLOP/s, are the same)
+#   --7b-reps N  interleaved new/old runs of the 7B prune (default 1)
 #
 # Called by `bench/run.sh --huge`. Needs go, jq, awk, ../shared (C4 and tiny-llama-a).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SHARED=$(cd "$ROOT/.." && pwd)/shared
-OUT=/dev/stdout WORK=${TMPDIR:-/tmp}/wanda-huge OLD="" REPS=3 ONLY=""
+OUT=/dev/stdout WORK=${TMPDIR:-/tmp}/wanda-huge OLD="" REPS=3 ONLY="" L7B="" REPS7B=1
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out) OUT=$2; shift ;;
@@ -29,6 +32,8 @@ while [ $# -gt 0 ]; do
 	--old) OLD=$2; shift ;;
 	--reps) REPS=$2; shift ;;
 	--only) ONLY=$2; shift ;;
+	--7b-layers) L7B=$2; shift ;;
+	--7b-reps) REPS7B=$2; shift ;;
 	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/huge.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -99,21 +104,23 @@ if want mixtral; then
 	run mixtral-wanda "Mixtral-8x22B-shaped, 2 layers" "$BIN/wanda" prune --model "$M" --out "$WORK/o" --method wanda "${prune_args[@]}"
 	rm -rf "$WORK/o" "$M"
 fi
-gflops=()
+fwd=()
 if want 7b; then
 	M=$WORK/llama-7b
-	gen "$M" llama-7b
-	for b in new ${OLD:+old}; do
-		bin=$BIN/wanda
-		[ "$b" = old ] && bin=$OLD
-		run "7b-$b" "7B preset ($b build)" "$bin" prune --model "$M" --out "$WORK/o-$b" --method wanda --calib "$C4" --nsamples 8 --seqlen 256 --force --json
-		# forward GFLOP/s: 2·params·tokens for the linears plus QKᵀ and AV (as BENCHMARKS.md's 7B section)
-		if jq -e . "$TMP/7b-$b.out" >/dev/null 2>&1; then
-			s=$(jq '[.layers[] | .dense_forward_seconds + .pruned_forward_seconds] | add' "$TMP/7b-$b.out")
-			gflops+=("$b $s")
-		fi
-		rm -rf "$WORK/o-$b"
+	gen "$M" llama-7b ${L7B:+-layers "$L7B"}
+	label="7B preset${L7B:+, $L7B layers}"
+	for i in $(seq "$REPS7B"); do
+		for b in new ${OLD:+old}; do
+			bin=$BIN/wanda
+			[ "$b" = old ] && bin=$OLD
+			run "7b-$b-$i" "$label ($b build)" "$bin" prune --model "$M" --out "$WORK/o-$b" --method wanda --calib "$C4" --nsamples 8 --seqlen 256 --force --json
+			if jq -e . "$TMP/7b-$b-$i.out" >/dev/null 2>&1; then
+				fwd+=("$b $(jq -r '[([.layers[].dense_forward_seconds] | add), ([.layers[].pruned_forward_seconds] | add), .calibration.windows, .calibration.seqlen] | @tsv' "$TMP/7b-$b-$i.out")")
+			fi
+			rm -rf "$WORK/o-$b"
+		done
 	done
+	cfg=$(jq -r '[.hidden_size, .intermediate_size, .num_attention_heads, .num_key_value_heads, (.head_dim // (.hidden_size / .num_attention_heads)), .num_hidden_layers] | @tsv' "$M/config.json")
 	rm -rf "$M"
 fi
 tiny=()
@@ -141,10 +148,30 @@ fi
 	echo "| model | command | peak RssAnon | wall | result |"
 	echo "|---|---|---:|---:|---|"
 	printf '%s\n' "${rows[@]}"
-	if [ ${#gflops[@]} -gt 0 ]; then
+	if [ ${#fwd[@]} -gt 0 ]; then
 		echo
-		echo "7B forward passes (dense + pruned, seconds from wanda_report.json; new/old time ratio < 1 is faster):"
-		printf '%s\n' "${gflops[@]}" | awk '{t[$1]=$2} END{printf "- new %.1f s", t["new"]; if ("old" in t) printf ", old %.1f s, GFLOP/s ratio new/old %.3f", t["old"], t["old"]/t["new"]; print ""}'
+		echo "7B-shaped forward passes (seconds summed over the layers of each run's wanda_report.json; $REPS7B interleaved run(s) per build)."
+		echo "FLOP per layer and pass: 2 · linear parameters · tokens + 4 · windows · heads · seqlen² · head_dim (QKᵀ and AV, full square)."
+		echo "The pruned pass runs the whole layer in both builds, so its FLOP are the same; the dense pass of this build skips"
+		echo "down_proj (its output is not needed for the statistics), the previous build's (--old, e42fc1b) did not, so the"
+		echo "dense-pass FLOP differ by the down_proj GEMM and each build's GFLOP/s uses its own count."
+		echo
+		printf '%s\n' "${fwd[@]}" | awk -v cfg="$cfg" '
+		BEGIN { split(cfg, c, "\t"); h=c[1]; I=c[2]; nh=c[3]; kv=c[4]; hd=c[5]; L=c[6] }
+		{ b=$1; d[b]+=$2; p[b]+=$3; n[b]++; win=$4; sl=$5 }
+		END {
+			tok = win*sl
+			lin = h*nh*hd + 2*h*kv*hd + nh*hd*h + 3*h*I
+			att = 4*win*nh*sl*sl*hd
+			full = L*(2*lin*tok + att); down = L*2*h*I*tok
+			printf "| build | runs | dense pass s (mean) | pruned pass s (mean) | dense GFLOP/s | pruned GFLOP/s | forward GFLOP/s (both passes) |\n|---|---:|---:|---:|---:|---:|---:|\n"
+			for (b in n) {
+				dm=d[b]/n[b]; pm=p[b]/n[b]; df = (b=="new") ? full-down : full
+				g[b] = (df+full)/(dm+pm)/1e9; gp[b] = full/pm/1e9
+				printf "| %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", b, n[b], dm, pm, df/dm/1e9, gp[b], g[b]
+			}
+			if ("old" in n) printf "\nnew/old: pruned-pass GFLOP/s %.3f (same FLOP), forward GFLOP/s %.3f, forward wall %.3f\n", gp["new"]/gp["old"], g["new"]/g["old"], (d["new"]/n["new"]+p["new"]/n["new"])/(d["old"]/n["old"]+p["old"]/n["old"])
+		}'
 	fi
 	if [ -s "$TMP/tiny.walls" ]; then
 		echo
