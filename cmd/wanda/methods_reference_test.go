@@ -292,19 +292,26 @@ func maskedTiny(t *testing.T, shared string, ref *safetensors.File, prefix strin
 	if masked != 42 {
 		t.Fatalf("applied %d reference masks, want 42", masked)
 	}
-	dir := filepath.Join(t.TempDir(), "ref-"+strings.TrimSuffix(prefix, "/"))
+	dir := filepath.Join(t.TempDir(), "ref-"+strings.NewReplacer("/", "", ":", "-").Replace(prefix))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := safetensors.WriteFile(filepath.Join(dir, safetensors.SingleName), specs, data, set.Metadata()); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents { // config, generation config and tokenizer files as they are
+		if strings.HasSuffix(e.Name(), ".safetensors") || e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -341,66 +341,12 @@ func TestReferenceTextCalibration(t *testing.T) {
 // weights come from the reference's masks and the original model only, not from our pruner.
 func refPrunedTiny(t *testing.T, shared, pattern string) string {
 	t.Helper()
-	src := filepath.Join(shared, "models/tiny-llama-a")
 	ref, err := safetensors.Open(filepath.Join(shared, "reference/tiny-llama-a/reference.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ref.Close()
-	set, err := safetensors.OpenDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	var specs []safetensors.Spec
-	var data [][]byte
-	masked := 0
-	for _, n := range set.Names() {
-		tt, _ := set.Tensor(n)
-		b := append([]byte(nil), tt.Bytes()...)
-		if _, p, ok := config.ParseLayerTensor(n); ok && p.IsLinear() {
-			want, rows, cols := refMask(t, ref, "wanda:"+pattern+"/"+n)
-			if int(tt.Shape[0]) != rows || int(tt.Shape[1]) != cols {
-				t.Fatalf("%s: shape %v, reference mask %dx%d", n, tt.Shape, rows, cols)
-			}
-			size := tt.DType.Size()
-			for k, pruned := range want {
-				if pruned {
-					clear(b[k*size : (k+1)*size])
-				}
-			}
-			masked++
-		}
-		specs = append(specs, safetensors.Spec{Name: n, DType: tt.DType, Shape: tt.Shape})
-		data = append(data, b)
-	}
-	if masked != 42 {
-		t.Fatalf("applied %d reference masks, want 42", masked)
-	}
-	dir := filepath.Join(t.TempDir(), "ref-"+strings.ReplaceAll(pattern, ":", "of"))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, safetensors.SingleName), specs, data, set.Metadata()); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".safetensors") || e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return maskedTiny(t, shared, ref, "wanda:"+pattern+"/")
 }
 
 // refWindows is how many WikiText-2 windows (of 903 at seqlen 512) the default run's
