@@ -89,13 +89,7 @@ func TestKilledRunLeavesNoActivationScratch(t *testing.T) {
 	env := []string{"TMPDIR=" + tmp}
 
 	msg, err := runWithin(t, cliCommand(t, append(env, "WANDA_CRASH_AT=forward:1"), args...), 2*time.Minute)
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		t.Fatalf("run with WANDA_CRASH_AT=forward:1: want a killed process, got %v\n%s", err, msg)
-	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("process ended with %v, want SIGKILL\n%s", err, msg)
-	}
+	requireKilled(t, err, "forward:1", string(msg))
 	if left := activationScratch(t, tmp); len(left) > 0 {
 		t.Errorf("after SIGKILL: activation scratch files left in TMPDIR: %q", left)
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 )
 
@@ -34,4 +36,17 @@ func cliCommand(t *testing.T, env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(append(os.Environ(), "WANDA_TEST_AS_CLI=1"), env...)
 	return cmd
+}
+
+// requireKilled fails t unless err is the exit of a process killed by SIGKILL, as the crash
+// hook (WANDA_CRASH_AT=point) ends it; output is shown on failure.
+func requireKilled(t *testing.T, err error, point, output string) {
+	t.Helper()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("run with WANDA_CRASH_AT=%s: want a killed process, got %v\n%s", point, err, output)
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("run with WANDA_CRASH_AT=%s ended with %v, want SIGKILL\n%s", point, err, output)
+	}
 }

@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/wanda-go/wanda/format/config"
@@ -377,13 +375,7 @@ func TestResumeMethodsAfterKill(t *testing.T) {
 					var stderr bytes.Buffer
 					cmd.Stderr = &stderr
 					err := cmd.Run()
-					var ee *exec.ExitError
-					if !errors.As(err, &ee) {
-						t.Fatalf("WANDA_CRASH_AT=%s: want a killed process, got %v\n%s", point, err, stderr.String())
-					}
-					if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-						t.Fatalf("process ended with %v, want SIGKILL\n%s", err, stderr.String())
-					}
+					requireKilled(t, err, point, stderr.String())
 					if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 						t.Fatalf("output directory exists after the crash (stat: %v)", err)
 					}

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/wanda-go/wanda/internal/modelgen"
@@ -85,13 +83,7 @@ func TestResumeAfterKill(t *testing.T) {
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			err := cmd.Run()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) {
-				t.Fatalf("run with WANDA_CRASH_AT=%s: want a killed process, got %v\n%s", point, err, stderr.String())
-			}
-			if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("process ended with %v, want SIGKILL\n%s", err, stderr.String())
-			}
+			requireKilled(t, err, point, stderr.String())
 			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("output directory exists after the crash (stat: %v)", err)
 			}
