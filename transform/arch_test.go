@@ -67,26 +67,7 @@ func makeArchPruned(t *testing.T, opt modelgen.Options, pattern string, seed uin
 		data := append([]byte(nil), tt.Bytes()...)
 		f.shapes[n], f.dtypes[n] = tt.Shape, tt.DType.String()
 		if prunableByName(n, tt.Shape) {
-			rows, cols := int(tt.Shape[0]), int(tt.Shape[1])
-			m := sparse.NewMask(rows, cols)
-			size := tt.DType.Size()
-			for k := 0; k < rows*cols; k += 4 {
-				var drop []int
-				if pattern == "2:4" {
-					drop = r.Perm(4)[:2+r.IntN(4)/3]
-				} else {
-					for q := 0; q < 4; q++ {
-						if r.IntN(2) == 0 {
-							drop = append(drop, q)
-						}
-					}
-				}
-				for _, q := range drop {
-					clear(data[(k+q)*size : (k+q+1)*size])
-					m.Set((k+q)/cols, (k+q)%cols)
-				}
-			}
-			f.masks[n] = m
+			f.masks[n] = pruneRandomly(r, data, tt.Shape, tt.DType.Size(), pattern)
 		}
 		f.tensors[n] = data
 	}

@@ -67,26 +67,7 @@ func makePruned(t *testing.T, o fixtureOpts) *fixture {
 		f.shapes[n] = tt.Shape
 		f.dtypes[n] = tt.DType.String()
 		if _, p, ok := config.ParseLayerTensor(n); ok && p.IsLinear() {
-			rows, cols := int(tt.Shape[0]), int(tt.Shape[1])
-			m := sparse.NewMask(rows, cols)
-			size := tt.DType.Size()
-			for k := 0; k < rows*cols; k += 4 {
-				var drop []int
-				if o.pattern == "2:4" {
-					drop = r.Perm(4)[:2+r.IntN(4)/3] // 2 or (25%) 3 zeros
-				} else {
-					for q := 0; q < 4; q++ {
-						if r.IntN(2) == 0 {
-							drop = append(drop, q)
-						}
-					}
-				}
-				for _, q := range drop {
-					clear(data[(k+q)*size : (k+q+1)*size])
-					m.Bits[(k+q)>>6] |= 1 << (uint(k+q) & 63)
-				}
-			}
-			f.masks[n] = m
+			f.masks[n] = pruneRandomly(r, data, tt.Shape, tt.DType.Size(), o.pattern)
 		}
 		f.tensors[n] = data
 	}
@@ -220,4 +201,29 @@ func noTempDirs(t *testing.T, parent string) {
 			t.Errorf("leftover %s in %s", e.Name(), parent)
 		}
 	}
+}
+
+// pruneRandomly zeroes entries of the [rows, cols] tensor data (elements of size bytes) in
+// groups of 4 consecutive entries: 2 or (25%) 3 of every 4 for "2:4", each with probability
+// 1/2 otherwise; it returns the mask of the zeroed entries.
+func pruneRandomly(r *rand.Rand, data []byte, shape []int64, size int, pattern string) *sparse.Mask {
+	rows, cols := int(shape[0]), int(shape[1])
+	m := sparse.NewMask(rows, cols)
+	for k := 0; k < rows*cols; k += 4 {
+		var drop []int
+		if pattern == "2:4" {
+			drop = r.Perm(4)[:2+r.IntN(4)/3]
+		} else {
+			for q := 0; q < 4; q++ {
+				if r.IntN(2) == 0 {
+					drop = append(drop, q)
+				}
+			}
+		}
+		for _, q := range drop {
+			clear(data[(k+q)*size : (k+q+1)*size])
+			m.Set((k+q)/cols, (k+q)%cols)
+		}
+	}
+	return m
 }
