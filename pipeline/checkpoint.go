@@ -333,7 +333,11 @@ func clearWorkDir(dir string, layers int) {
 	os.Remove(dir)
 }
 
-// crashPoint is the test hook for the resume tests (internal/testhook.CrashAt): the process
-// dies with SIGKILL at point ("forward", "export", "between", "prepass") of layer l when
-// WANDA_CRASH_AT names it.
-func crashPoint(point string, layer int) { testhook.CrashAt(point, layer) }
+// testPoint is where the tests that run the real binary reach into a run (internal/testhook):
+// at point ("forward", "export", "between", "prepass") of layer l the process dies with
+// SIGKILL when WANDA_CRASH_AT names it (the resume tests), or stops with SIGSTOP when
+// WANDA_PAUSE_AT does (a run held while it holds its work directory).
+func testPoint(point string, layer int) {
+	testhook.CrashAt(point, layer)
+	testhook.PauseAt(point, layer)
+}

@@ -68,7 +68,7 @@ func (r *run) layer(ctx context.Context, l int) error {
 		if err := r.checkpoint(l, lw); err != nil {
 			return err
 		}
-		crashPoint("between", l)
+		testPoint("between", l)
 	}
 	r.log.Info("layer pruned", "layer", l, "sparsity", fmt.Sprintf("%.4f", lr.Sparsity), "seconds", fmt.Sprintf("%.2f", lr.Seconds))
 	return nil
@@ -103,7 +103,7 @@ func (r *run) denseForward(ctx context.Context, spec LayerSpec, lr *LayerReport)
 		blk.ForwardStats(buf, j-i, r.seqlen, acc.tap)
 		acc.n += j - i
 		r.step()
-		crashPoint("forward", l)
+		testPoint("forward", l)
 	}
 	if acc.err != nil {
 		return nil, fmt.Errorf("layer %d: %w", l, acc.err)
@@ -189,7 +189,7 @@ func (r *run) pruneLinears(ctx context.Context, spec LayerSpec, acc *accumulator
 		if err != nil {
 			return pruned, 0, 0, err
 		}
-		crashPoint("export", l)
+		testPoint("export", l)
 		m, err := r.w.Map(lin.Name)
 		if err != nil {
 			return pruned, 0, 0, err

@@ -115,7 +115,7 @@ func (r *run) observeLayer(ctx context.Context, l int) error {
 	}
 	r.summaries = append(r.summaries, summary)
 	r.step()
-	crashPoint("prepass", l)
+	testPoint("prepass", l)
 	r.in, r.next = r.next, r.in
 	r.opt.Model.ReleaseBlock(l)
 	for _, lin := range spec.Linears {

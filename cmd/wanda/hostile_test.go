@@ -21,6 +21,7 @@ import (
 
 	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/internal/modelgen"
+	"github.com/wanda-go/wanda/internal/testhook"
 )
 
 // hostileModel writes a generated llama model of the given number of layers (hidden 64,
@@ -142,39 +143,18 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// procState returns the state letter of /proc/PID/stat ('R', 'S', 'T', 'Z', …), 0 when
-// unreadable.
-func procState(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// pid (comm) state ...: comm may hold spaces and parentheses; the state follows the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
-}
-
 // TestSharedWorkdirRefused: run A and run B share --workdir (different --out, B another
-// seed). While A holds the work directory (stopped with SIGSTOP once its lock file
-// W/.wanda.lock names its pid), B must fail at once, naming the lock file and A's pid, and
-// leave A's lock and --out alone; A, continued, must complete with an output byte-identical
-// to an uninterrupted run's.
+// seed). While A holds the work directory (held by the pause hook, WANDA_PAUSE_AT=between:0:
+// A stops itself with SIGSTOP once layer 0 is checkpointed), B must fail at once, naming the
+// lock file and A's pid, and leave A's lock and --out alone; A, continued, must complete with
+// an output byte-identical to an uninterrupted run's.
 //
 // The old code took no lock on the work directory: in RESULTS.md's row "two runs sharing
 // --workdir (A stopped while B runs)", B exited 0 (writing its output and removing W), and A
 // then failed with "checkpoint: layer 0: W: stat W: no such file or directory". On it this
 // test fails as A never holds W/.wanda.lock (and, had it got further, B would not fail and
 // A would not complete).
-//
-// There is no pause hook in internal/testhook, so A is caught by polling; a catch that comes
-// too late (A already released the lock) is retried with a fresh work directory.
 func TestSharedWorkdirRefused(t *testing.T) {
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("needs /proc to see that the run is stopped")
-	}
 	root := t.TempDir()
 	model, calib := hostileModel(t, root, 4)
 	ref := filepath.Join(root, "uninterrupted")
@@ -186,140 +166,90 @@ func TestSharedWorkdirRefused(t *testing.T) {
 		t.Fatalf("uninterrupted output has no model.safetensors: %d files", len(want))
 	}
 
-	const attempts = 6
-	sawLock := false
-	for attempt := 1; attempt <= attempts; attempt++ {
-		dir := filepath.Join(root, fmt.Sprintf("try%d", attempt))
-		work, outA, outB := filepath.Join(dir, "w"), filepath.Join(dir, "outA"), filepath.Join(dir, "outB")
-		lock := filepath.Join(work, ".wanda.lock")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-
-		a := cliCommand(t, nil, hostileArgs(model, calib, outA, "--workdir", work)...)
-		var aOut syncBuffer // written by exec's copying goroutines while A runs
-		a.Stdout, a.Stderr = &aOut, &aOut
-		if err := a.Start(); err != nil {
-			t.Fatal(err)
-		}
-		pid := a.Process.Pid
-		done := make(chan error, 1)
-		go func() { done <- a.Wait() }()
-		finished := false
-		var aErr error
-		t.Cleanup(func() {
-			if !finished {
-				a.Process.Kill() // SIGKILL ends a stopped process too
-				<-done
-			}
-		})
-		wait := func(limit time.Duration) bool { // whether A has ended, waiting up to limit
-			if finished {
-				return true
-			}
-			timer := time.NewTimer(limit)
-			defer timer.Stop()
-			select {
-			case aErr = <-done:
-				finished = true
-			case <-timer.C:
-			}
-			return finished
-		}
-
-		// Stop A as soon as its lock file names it (the pid is written after the flock).
-		stopped := false
-		deadline := time.Now().Add(time.Minute)
-		for !stopped && !finished && time.Now().Before(deadline) {
-			if b, err := os.ReadFile(lock); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid) {
-				sawLock = true
-				if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
-					if !errors.Is(err, os.ErrProcessDone) {
-						t.Fatal(err)
-					}
-					wait(2 * time.Minute) // A ended meanwhile
-					break
-				}
-				stopped = true
-				break
-			}
-			wait(time.Millisecond)
-		}
-		if !stopped {
-			if !finished {
-				t.Fatalf("run A neither took the lock %s nor ended within a minute\n%s", lock, aOut.String())
-			}
-			t.Logf("attempt %d: run A ended (%v) before it was seen holding %s", attempt, aErr, lock)
-			continue
-		}
-		for st := procState(pid); st != 'T' && st != 't'; st = procState(pid) {
-			if st == 0 || st == 'Z' || wait(time.Millisecond) {
-				break // A ended (the signal came too late)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("run A (pid %d) not stopped a minute after SIGSTOP (state %q)", pid, st)
-			}
-		}
-		// Stopped, A still holds the work directory iff its lock file still names it: it
-		// removes the file before it drops the lock, once the output is committed.
-		b, _ := os.ReadFile(lock)
-		if strings.TrimSpace(string(b)) != strconv.Itoa(pid) || finished {
-			a.Process.Signal(syscall.SIGCONT)
-			if !wait(2 * time.Minute) {
-				t.Fatalf("run A did not end after SIGCONT\n%s", aOut.String())
-			}
-			t.Logf("attempt %d: run A had released %s when it stopped (ended: %v); again", attempt, lock, aErr)
-			continue
-		}
-
-		// B, while A is stopped holding the work directory.
-		msg, err := runWithin(t, cliCommand(t, nil, hostileArgs(model, calib, outB, "--workdir", work, "--seed", "1")...), 2*time.Minute)
-		if err == nil {
-			t.Errorf("run B sharing A's --workdir succeeded\n%s", msg)
-		} else {
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-				t.Errorf("run B: %v, want exit status 1\n%s", err, msg)
-			}
-			for _, s := range []string{"in use by another process", fmt.Sprintf("process %d ", pid), lock} {
-				if !bytes.Contains(msg, []byte(s)) {
-					t.Errorf("run B's error does not name %q:\n%s", s, msg)
-				}
-			}
-			t.Logf("run B: %s", bytes.TrimSpace(msg))
-		}
-		if _, err := os.Stat(outB); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("run B wrote %s (stat: %v)", outB, err)
-		}
-		if b, _ := os.ReadFile(lock); strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
-			t.Errorf("after run B, %s holds %q, want A's pid %d", lock, b, pid)
-		}
-
-		// A, continued, completes as if alone.
-		if err := a.Process.Signal(syscall.SIGCONT); err != nil {
-			t.Fatal(err)
-		}
-		if !wait(2 * time.Minute) {
-			t.Fatalf("run A did not end within 2 minutes of SIGCONT\n%s", aOut.String())
-		}
-		if aErr != nil {
-			t.Fatalf("run A after run B: %v\n%s", aErr, aOut.String())
-		}
-		got := modelFiles(t, outA)
-		if len(got) != len(want) {
-			t.Errorf("run A's output has %d files, the uninterrupted run's %d", len(got), len(want))
-		}
-		for name, b := range want {
-			if !bytes.Equal(got[name], b) {
-				t.Errorf("run A's %s differs from the uninterrupted run's", name)
-			}
-		}
-		return
+	work, outA, outB := filepath.Join(root, "w"), filepath.Join(root, "outA"), filepath.Join(root, "outB")
+	lock := filepath.Join(work, ".wanda.lock")
+	a := cliCommand(t, []string{testhook.PauseAtEnv + "=between:0"}, hostileArgs(model, calib, outA, "--workdir", work)...)
+	var aOut syncBuffer // written by exec's copying goroutines while A runs
+	a.Stdout, a.Stderr = &aOut, &aOut
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
 	}
-	if !sawLock {
-		t.Fatalf("in %d runs, run A was never seen holding its work directory's lock file .wanda.lock", attempts)
+	pid := a.Process.Pid
+	ended := false
+	t.Cleanup(func() {
+		if !ended {
+			a.Process.Kill() // SIGKILL ends a stopped process too
+			a.Wait()
+		}
+	})
+	// A's first change of state must be the stop at the hook; an exit is reaped here (and so
+	// not by a.Wait), a failure either way.
+	stopped := make(chan syscall.WaitStatus, 1)
+	go func() {
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, syscall.WUNTRACED, nil)
+		stopped <- ws
+	}()
+	select {
+	case ws := <-stopped:
+		if !ws.Stopped() {
+			ended = true
+			t.Fatalf("run A ended (status %#x) before its pause at layer 0's checkpoint\n%s", ws, aOut.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("run A did not reach its pause at layer 0's checkpoint within 2 minutes\n%s", aOut.String())
 	}
-	t.Fatalf("in %d runs, run A could not be stopped while it held its work directory's lock", attempts)
+	if b, err := os.ReadFile(lock); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+		t.Fatalf("run A, stopped after checkpointing layer 0, does not hold %s (%q, %v)\n%s", lock, b, err, aOut.String())
+	}
+
+	// B, while A is stopped holding the work directory.
+	msg, err := runWithin(t, cliCommand(t, nil, hostileArgs(model, calib, outB, "--workdir", work, "--seed", "1")...), 2*time.Minute)
+	if err == nil {
+		t.Errorf("run B sharing A's --workdir succeeded\n%s", msg)
+	} else {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("run B: %v, want exit status 1\n%s", err, msg)
+		}
+		for _, s := range []string{"in use by another process", fmt.Sprintf("process %d ", pid), lock} {
+			if !bytes.Contains(msg, []byte(s)) {
+				t.Errorf("run B's error does not name %q:\n%s", s, msg)
+			}
+		}
+		t.Logf("run B: %s", bytes.TrimSpace(msg))
+	}
+	if _, err := os.Stat(outB); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("run B wrote %s (stat: %v)", outB, err)
+	}
+	if b, _ := os.ReadFile(lock); strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+		t.Errorf("after run B, %s holds %q, want A's pid %d", lock, b, pid)
+	}
+
+	// A, continued, completes as if alone.
+	if err := a.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Wait() }()
+	select {
+	case err := <-done:
+		ended = true
+		if err != nil {
+			t.Fatalf("run A after run B: %v\n%s", err, aOut.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("run A did not end within 2 minutes of SIGCONT\n%s", aOut.String())
+	}
+	got := modelFiles(t, outA)
+	if len(got) != len(want) {
+		t.Errorf("run A's output has %d files, the uninterrupted run's %d", len(got), len(want))
+	}
+	for name, b := range want {
+		if !bytes.Equal(got[name], b) {
+			t.Errorf("run A's %s differs from the uninterrupted run's", name)
+		}
+	}
 }
 
 // TestPruneRefusesWrongShapeLinearUpFront: in a 4-layer model whose last layer's
