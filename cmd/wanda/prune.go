@@ -14,6 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/wanda-go/wanda/format/config"
+	"github.com/wanda-go/wanda/format/safetensors"
 	"github.com/wanda-go/wanda/format/sparse"
 	"github.com/wanda-go/wanda/pipeline"
 	_ "github.com/wanda-go/wanda/stages/metric" // the built-in metrics
@@ -100,174 +102,39 @@ func parsePattern(s string, sparsity float64) (pipeline.Target, error) {
 	return t, nil
 }
 
+// runPrune is the prune command: flags to pipeline.Options, pipeline.Run, the report.
 func runPrune(ctx context.Context, c *cli.Context) error {
-	if n := c.Int("threads"); n > 0 {
-		tensor.SetThreads(n)
-	}
-	if _, set := os.LookupEnv("GOGC"); !set || c.IsSet("gc-percent") {
-		debug.SetGCPercent(c.Int("gc-percent"))
-	}
-	memLimit := pipeline.SystemMemory()
-	if s := c.String("memory-limit"); s != "" {
-		lim, err := parseSize(s)
-		if err != nil {
-			return fmt.Errorf("--memory-limit: %w", err)
-		}
-		debug.SetMemoryLimit(lim)
-		memLimit = lim
+	memLimit, err := applyRuntimeFlags(c)
+	if err != nil {
+		return err
 	}
 	cfg, set, err := openModel(c.String("model"))
 	if err != nil {
 		return err
 	}
 	defer set.Close()
-
-	methodName := c.String("method")
-	sparsity := c.Float64("sparsity")
-	if !(sparsity >= 0 && sparsity < 1) {
-		return fmt.Errorf("%w: --sparsity %g out of range [0, 1)", errUsage, sparsity)
-	}
-	var target pipeline.Target
-	patSpec := c.String("pattern")
-	if isPluginSpec(patSpec) {
-		target = pipeline.Target{Sparsity: sparsity}
-	} else {
-		target, err = parsePattern(patSpec, sparsity)
-		if err != nil {
-			return err
-		}
-		if target.Structured() && c.IsSet("sparsity") && sparsity != target.Sparsity {
-			return fmt.Errorf("%w: --sparsity %g conflicts with --pattern %s (which prunes %g)", errUsage, sparsity, patSpec, target.Sparsity)
-		}
-	}
-	target.Group = pipeline.DefaultGroup(methodName)
-	closers := []func(){}
+	closers := []func(){} // plugin clients, ended when the run is
 	defer func() {
 		for _, f := range closers {
 			f()
 		}
 	}()
-	if err := checkStageArgs(c, isPluginSpec); err != nil {
-		return err
-	}
-	var refiner pipeline.Refiner
-	if name := c.String("refine"); isPluginSpec(name) {
-		r, closeFn, err := loadRefinePlugin(c, name)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, closeFn)
-		refiner, target.Group = r, pipeline.GroupRow
-	} else if name != "" {
-		var g pipeline.Group
-		if refiner, g, err = pipeline.BuiltinRefiner(name, refineParams(c, name)); err != nil {
-			return fmt.Errorf("%w: --refine: %w", errUsage, err)
-		}
-		target.Group = g
-	}
-	if g := c.String("group"); g != "auto" {
-		if target.Group, err = pipeline.ParseGroup(g); err != nil {
-			return fmt.Errorf("%w: --group: %w", errUsage, err)
-		}
-	}
-	target.Variant = c.Bool("variant")
-	if target.Variant && (target.Structured() || methodName != "wanda") {
-		return fmt.Errorf("%w: --variant applies to --method wanda with --pattern unstructured only", errUsage)
-	}
-
-	var method pipeline.Method
-	if isPluginSpec(methodName) {
-		m, closeFn, err := loadMetricPlugin(c, methodName)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, closeFn)
-		method = pipeline.Method{Name: methodName, Metric: m}
-		if !isPluginSpec(patSpec) {
-			if method.Pattern, err = pipeline.BuiltinPattern(target); err != nil {
-				return fmt.Errorf("%w: --pattern: %w", errUsage, err)
-			}
-		}
-	} else if method, err = pipeline.BuiltinMethod(methodName, target, methodParams(c, methodName)); err != nil {
-		return fmt.Errorf("%w: --method: %w", errUsage, err)
-	}
-	if method.Solver != nil {
-		if isPluginSpec(patSpec) {
-			return fmt.Errorf("%w: %s chooses its own mask; it cannot use a pattern plugin", errUsage, methodName)
-		}
-		if target.Group != pipeline.GroupRow && c.IsSet("group") {
-			return fmt.Errorf("%w: %s chooses its mask per 128-column block; --group does not apply", errUsage, methodName)
-		}
-	} else if isPluginSpec(patSpec) {
-		p, closeFn, err := loadPatternPlugin(c, patSpec)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, closeFn)
-		method.Pattern = p
-	}
-
-	if refiner != nil {
-		if method.Solver != nil {
-			return fmt.Errorf("%w: --refine %s refines masks chosen by a metric; %s updates the weights its mask was chosen for",
-				errUsage, refiner.Name(), methodName)
-		}
-		method.Refiner = refiner
-	}
-
-	maxShard, err := parseSize(c.String("max-shard-size"))
+	target, refiner, err := pruneTarget(c, &closers)
 	if err != nil {
-		return fmt.Errorf("--max-shard-size: %w", err)
+		return err
 	}
-	budget, err := parseSize(c.String("activation-budget"))
+	method, err := pruneMethod(c, target, refiner, &closers)
 	if err != nil {
-		return fmt.Errorf("--activation-budget: %w", err)
-	}
-
-	opt := pipeline.Options{
-		Source: set, ModelDir: c.String("model"), Method: method, Target: target,
-		OutDir: c.String("out"), Force: c.Bool("force"), MaxShardBytes: maxShard,
-		ActivationBudget: budget, ScratchDir: c.String("scratch-dir"), ChunkTokens: c.Int("chunk-tokens"),
-		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: console.Progress, MemoryLimit: memLimit,
-	}
-	if opt.Model, err = newModel(set, cfg, c.String("moe-stats")); err != nil {
 		return err
 	}
-	if err := methodExtras(c, cfg, set, &opt, &closers); err != nil {
+	opt, err := pruneOptions(c, cfg, set, method, target, memLimit, &closers)
+	if err != nil {
 		return err
 	}
-	needCalib := method.NeedsStats() || opt.Allocator != nil
-	if needCalib {
-		windows, info, err := loadCalibration(c, cfg)
-		if err != nil {
-			return err
-		}
-		opt.Calib, opt.CalibInfo = windows, info
-	} else if c.IsSet("calib") || c.IsSet("calib-tokens") {
-		slog.Warn("the method uses no calibration data; ignoring it", "method", methodName)
-	}
-	if c.Bool("pack") {
-		// The packed copy is written beside the dense one before it replaces it.
-		for _, name := range set.Names() {
-			t, _ := set.Tensor(name)
-			opt.ExtraBytes += t.Numel() * int64(t.DType.Size())
-		}
-	}
-	opt.Finish = func(dir string, rep *pipeline.Report) error { return finishOutput(c, cfg, dir, rep) }
-
 	rep, err := pipeline.Run(ctx, opt)
 	console.Finish()
-	if errors.Is(err, pipeline.ErrResumable) {
-		return fmt.Errorf("%w (pass --resume to continue it)", err)
-	}
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			if opt.WorkDir != "" {
-				return fmt.Errorf("interrupted (%w); finished layers are checkpointed in %s: run the same command with --resume to continue", err, opt.WorkDir)
-			}
-			return fmt.Errorf("interrupted: no output was written (%w); use --workdir DIR to be able to resume", err)
-		}
-		return err
+		return explainRunError(err, opt.WorkDir)
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
@@ -278,6 +145,184 @@ func runPrune(ctx context.Context, c *cli.Context) error {
 		opt.ModelDir, rep.Method, rep.Pattern, rep.GlobalSparsity, len(rep.Tensors), rep.Seconds,
 		float64(rep.PeakRSSAnon)/(1<<20), rep.Output)
 	return nil
+}
+
+// applyRuntimeFlags applies --threads, --gc-percent and --memory-limit to this process and
+// returns the memory the run may use.
+func applyRuntimeFlags(c *cli.Context) (int64, error) {
+	if n := c.Int("threads"); n > 0 {
+		tensor.SetThreads(n)
+	}
+	if _, set := os.LookupEnv("GOGC"); !set || c.IsSet("gc-percent") {
+		debug.SetGCPercent(c.Int("gc-percent"))
+	}
+	memLimit := pipeline.SystemMemory()
+	if s := c.String("memory-limit"); s != "" {
+		lim, err := parseSize(s)
+		if err != nil {
+			return 0, fmt.Errorf("--memory-limit: %w", err)
+		}
+		debug.SetMemoryLimit(lim)
+		memLimit = lim
+	}
+	return memLimit, nil
+}
+
+// pruneTarget reads what to prune to (--sparsity, --pattern, --group, --variant) and the mask
+// refiner of --refine, built in or a plugin (whose client joins closers).
+func pruneTarget(c *cli.Context, closers *[]func()) (pipeline.Target, pipeline.Refiner, error) {
+	methodName := c.String("method")
+	sparsity := c.Float64("sparsity")
+	if !(sparsity >= 0 && sparsity < 1) {
+		return pipeline.Target{}, nil, fmt.Errorf("%w: --sparsity %g out of range [0, 1)", errUsage, sparsity)
+	}
+	var target pipeline.Target
+	patSpec := c.String("pattern")
+	if isPluginSpec(patSpec) {
+		target = pipeline.Target{Sparsity: sparsity}
+	} else {
+		var err error
+		if target, err = parsePattern(patSpec, sparsity); err != nil {
+			return target, nil, err
+		}
+		if target.Structured() && c.IsSet("sparsity") && sparsity != target.Sparsity {
+			return target, nil, fmt.Errorf("%w: --sparsity %g conflicts with --pattern %s (which prunes %g)", errUsage, sparsity, patSpec, target.Sparsity)
+		}
+	}
+	target.Group = pipeline.DefaultGroup(methodName)
+	if err := checkStageArgs(c, isPluginSpec); err != nil {
+		return target, nil, err
+	}
+	var refiner pipeline.Refiner
+	if name := c.String("refine"); isPluginSpec(name) {
+		r, closeFn, err := loadRefinePlugin(c, name)
+		if err != nil {
+			return target, nil, err
+		}
+		*closers = append(*closers, closeFn)
+		refiner, target.Group = r, pipeline.GroupRow
+	} else if name != "" {
+		r, g, err := pipeline.BuiltinRefiner(name, refineParams(c, name))
+		if err != nil {
+			return target, nil, fmt.Errorf("%w: --refine: %w", errUsage, err)
+		}
+		refiner, target.Group = r, g
+	}
+	if g := c.String("group"); g != "auto" {
+		var err error
+		if target.Group, err = pipeline.ParseGroup(g); err != nil {
+			return target, nil, fmt.Errorf("%w: --group: %w", errUsage, err)
+		}
+	}
+	target.Variant = c.Bool("variant")
+	if target.Variant && (target.Structured() || methodName != "wanda") {
+		return target, nil, fmt.Errorf("%w: --variant applies to --method wanda with --pattern unstructured only", errUsage)
+	}
+	return target, refiner, nil
+}
+
+// pruneMethod builds the method of --method for target: a built-in one, or a metric plugin with
+// the built-in or plugin pattern of --pattern; refiner (may be nil) refines its masks. Plugin
+// clients join closers.
+func pruneMethod(c *cli.Context, target pipeline.Target, refiner pipeline.Refiner, closers *[]func()) (pipeline.Method, error) {
+	methodName, patSpec := c.String("method"), c.String("pattern")
+	var method pipeline.Method
+	var err error
+	if isPluginSpec(methodName) {
+		m, closeFn, err := loadMetricPlugin(c, methodName)
+		if err != nil {
+			return method, err
+		}
+		*closers = append(*closers, closeFn)
+		method = pipeline.Method{Name: methodName, Metric: m}
+		if !isPluginSpec(patSpec) {
+			if method.Pattern, err = pipeline.BuiltinPattern(target); err != nil {
+				return method, fmt.Errorf("%w: --pattern: %w", errUsage, err)
+			}
+		}
+	} else if method, err = pipeline.BuiltinMethod(methodName, target, methodParams(c, methodName)); err != nil {
+		return method, fmt.Errorf("%w: --method: %w", errUsage, err)
+	}
+	if method.Solver != nil {
+		if isPluginSpec(patSpec) {
+			return method, fmt.Errorf("%w: %s chooses its own mask; it cannot use a pattern plugin", errUsage, methodName)
+		}
+		if target.Group != pipeline.GroupRow && c.IsSet("group") {
+			return method, fmt.Errorf("%w: %s chooses its mask per 128-column block; --group does not apply", errUsage, methodName)
+		}
+	} else if isPluginSpec(patSpec) {
+		p, closeFn, err := loadPatternPlugin(c, patSpec)
+		if err != nil {
+			return method, err
+		}
+		*closers = append(*closers, closeFn)
+		method.Pattern = p
+	}
+	if refiner != nil {
+		if method.Solver != nil {
+			return method, fmt.Errorf("%w: --refine %s refines masks chosen by a metric; %s updates the weights its mask was chosen for",
+				errUsage, refiner.Name(), methodName)
+		}
+		method.Refiner = refiner
+	}
+	return method, nil
+}
+
+// pruneOptions assembles the run: output and scratch flags, the forward-pass model, the method's
+// extras (allocation, per-tensor sparsities, ignores), the calibration windows, the room --pack
+// needs, and the finishing step.
+func pruneOptions(c *cli.Context, cfg *config.Config, set *safetensors.Set, method pipeline.Method, target pipeline.Target, memLimit int64, closers *[]func()) (pipeline.Options, error) {
+	maxShard, err := parseSize(c.String("max-shard-size"))
+	if err != nil {
+		return pipeline.Options{}, fmt.Errorf("--max-shard-size: %w", err)
+	}
+	budget, err := parseSize(c.String("activation-budget"))
+	if err != nil {
+		return pipeline.Options{}, fmt.Errorf("--activation-budget: %w", err)
+	}
+	opt := pipeline.Options{
+		Source: set, ModelDir: c.String("model"), Method: method, Target: target,
+		OutDir: c.String("out"), Force: c.Bool("force"), MaxShardBytes: maxShard,
+		ActivationBudget: budget, ScratchDir: c.String("scratch-dir"), ChunkTokens: c.Int("chunk-tokens"),
+		WorkDir: c.String("workdir"), Resume: c.Bool("resume"), Progress: console.Progress, MemoryLimit: memLimit,
+	}
+	if opt.Model, err = newModel(set, cfg, c.String("moe-stats")); err != nil {
+		return opt, err
+	}
+	if err := methodExtras(c, cfg, set, &opt, closers); err != nil {
+		return opt, err
+	}
+	if method.NeedsStats() || opt.Allocator != nil {
+		windows, info, err := loadCalibration(c, cfg)
+		if err != nil {
+			return opt, err
+		}
+		opt.Calib, opt.CalibInfo = windows, info
+	} else if c.IsSet("calib") || c.IsSet("calib-tokens") {
+		slog.Warn("the method uses no calibration data; ignoring it", "method", c.String("method"))
+	}
+	if c.Bool("pack") {
+		// The packed copy is written beside the dense one before it replaces it.
+		for _, name := range set.Names() {
+			t, _ := set.Tensor(name)
+			opt.ExtraBytes += t.Numel() * int64(t.DType.Size())
+		}
+	}
+	opt.Finish = func(dir string, rep *pipeline.Report) error { return finishOutput(c, cfg, dir, rep) }
+	return opt, nil
+}
+
+// explainRunError says how to go on from a failed or interrupted run.
+func explainRunError(err error, workDir string) error {
+	switch {
+	case errors.Is(err, pipeline.ErrResumable):
+		return fmt.Errorf("%w (pass --resume to continue it)", err)
+	case errors.Is(err, context.Canceled) && workDir != "":
+		return fmt.Errorf("interrupted (%w); finished layers are checkpointed in %s: run the same command with --resume to continue", err, workDir)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("interrupted: no output was written (%w); use --workdir DIR to be able to resume", err)
+	}
+	return err
 }
 
 func isPluginSpec(s string) bool {
