@@ -34,8 +34,7 @@ const (
 // CrashAt kills the process with SIGKILL, without running deferred functions or any other
 // cleanup, when WANDA_CRASH_AT is point:n. Otherwise it returns at once.
 func CrashAt(point string, n int) {
-	v := os.Getenv(CrashAtEnv)
-	if v == "" || v != point+":"+strconv.Itoa(n) {
+	if !names(CrashAtEnv, point, n) {
 		return
 	}
 	p, _ := os.FindProcess(os.Getpid())
@@ -46,9 +45,15 @@ func CrashAt(point string, n int) {
 // PauseAt stops the process with SIGSTOP when WANDA_PAUSE_AT is point:n, and returns once
 // it is continued (SIGCONT). Otherwise, or where there is no SIGSTOP, it returns at once.
 func PauseAt(point string, n int) {
-	if v := os.Getenv(PauseAtEnv); v != "" && v == point+":"+strconv.Itoa(n) {
+	if names(PauseAtEnv, point, n) {
 		stopSelf()
 	}
+}
+
+// names reports whether the variable env is exactly point:n.
+func names(env, point string, n int) bool {
+	v := os.Getenv(env)
+	return v != "" && v == point+":"+strconv.Itoa(n)
 }
 
 // SkipSpaceCheck reports whether WANDA_SKIP_SPACE_CHECK is 1.

@@ -10,8 +10,21 @@ import (
 	"testing"
 )
 
-// helperEnv makes the test binary, run again as a child, call CrashAt for the point it names.
+// helperEnv makes the test binary, run again as a child, call CrashAt and PauseAt for the
+// point it names, at layer 3.
 const helperEnv = "TESTHOOK_HELPER_POINT"
+
+// pointCases are the hooks' variable values the child (at export:3) must act on, or not.
+var pointCases = []struct {
+	env string
+	hit bool
+}{
+	{"export:3", true},
+	{"", false},
+	{"export:4", false},
+	{"forward:3", false},
+	{"export:3 ", false},
+}
 
 func TestMain(m *testing.M) {
 	if point := os.Getenv(helperEnv); point != "" {
@@ -25,24 +38,15 @@ func TestMain(m *testing.M) {
 // TestCrashAt runs the test binary as a child that calls CrashAt("export", 3): it must die
 // of SIGKILL exactly when WANDA_CRASH_AT names that point and layer.
 func TestCrashAt(t *testing.T) {
-	for _, c := range []struct {
-		env    string
-		killed bool
-	}{
-		{"export:3", true},
-		{"", false},
-		{"export:4", false},
-		{"forward:3", false},
-		{"export:3 ", false},
-	} {
+	for _, c := range pointCases {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), helperEnv+"=export", CrashAtEnv+"="+c.env)
 		err := cmd.Run()
 		var ee *exec.ExitError
 		killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signaled() &&
 			ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
-		if killed != c.killed || (!killed && err != nil) {
-			t.Errorf("%s=%q: child ended with %v, want killed=%v", CrashAtEnv, c.env, err, c.killed)
+		if killed != c.hit || (!killed && err != nil) {
+			t.Errorf("%s=%q: child ended with %v, want killed=%v", CrashAtEnv, c.env, err, c.hit)
 		}
 	}
 }
@@ -50,16 +54,7 @@ func TestCrashAt(t *testing.T) {
 // TestPauseAt runs the test binary as a child that calls PauseAt("export", 3): it must stop
 // (SIGSTOP) exactly when WANDA_PAUSE_AT names that point and layer, and exit 0 once continued.
 func TestPauseAt(t *testing.T) {
-	for _, c := range []struct {
-		env     string
-		stopped bool
-	}{
-		{"export:3", true},
-		{"", false},
-		{"export:4", false},
-		{"forward:3", false},
-		{"export:3 ", false},
-	} {
+	for _, c := range pointCases {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), helperEnv+"=export", PauseAtEnv+"="+c.env)
 		if err := cmd.Start(); err != nil {
@@ -70,8 +65,8 @@ func TestPauseAt(t *testing.T) {
 		if _, err := syscall.Wait4(cmd.Process.Pid, &ws, syscall.WUNTRACED, nil); err != nil {
 			t.Fatal(err)
 		}
-		if ws.Stopped() != c.stopped {
-			t.Errorf("%s=%q: child stopped=%v (status %#x), want %v", PauseAtEnv, c.env, ws.Stopped(), ws, c.stopped)
+		if ws.Stopped() != c.hit {
+			t.Errorf("%s=%q: child stopped=%v (status %#x), want %v", PauseAtEnv, c.env, ws.Stopped(), ws, c.hit)
 		}
 		if !ws.Stopped() {
 			if !ws.Exited() || ws.ExitStatus() != 0 {
