@@ -21,7 +21,7 @@
 //
 //	plan             validate the method, the target against every prunable linear's shape,
 //	                 the calibration windows; fix the export plan (every source tensor, same
-//	                 name, dtype and shape); check every tensor of the checkpoint against
+//	                 name, dtype and shape); check every tensor of the source model against
 //	                 config.json and each layer's memory need (SparseGPT's Hessians) against
 //	                 the limit (check.go), so nothing fails after hours of work
 //	openOutput       a staging directory beside the output (internal/staging), the work

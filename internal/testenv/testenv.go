@@ -9,8 +9,8 @@
 // evaluation of 903 windows (about 1.5 minutes on 2 cores), run only when the
 // environment variable WANDA_TEST_FULL is set (see [Full]): "1" runs every one
 // of them (fifteen evaluations), "ci" the representative part .ci/run runs
-// (see [FullRun]: the dense model, SparseGPT unstructured, Wanda 2:4 and OWL
-// at 70%), so that CI stays under half an hour.
+// (see [FullRun]: the dense model, SparseGPT unstructured, magnitude 2:4,
+// Wanda 4:8 and OWL at 70%), so that CI stays under half an hour.
 //
 // Only _test.go files import this package, so the format/... packages keep
 // their rule of importing nothing of ours outside format/ in non-test code.
